@@ -1,5 +1,10 @@
 """Shared helpers for every lesson and script: models, data, device/seed, measuring."""
 
+import warnings
+
+# tqdm falls back to text bars in notebooks without ipywidgets; its warning only adds noise.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
 from common.data import DATASETS, corpus_text, load_dataset
 from common.env import measure, pick_device, pick_dtype, seed_everything, setup, versions
 from common.models import (EMBEDDED, MINILM, SMOLLM2, ModelNotAvailable, load_model, load_tokenizer,

@@ -60,6 +60,9 @@ def versions() -> dict[str, str]:
 
 def setup(seed: int = 0, device: str | None = None) -> str:
     """A lesson's first line: seed, choose the device, print versions. Returns the device."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # keep notebook outputs readable
     seed_everything(seed)
     device = pick_device(device)
     info = versions()

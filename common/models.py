@@ -130,6 +130,7 @@ def load_model(name: str, kind: str = "causal-lm", dtype=None, device: str | Non
     """
     if kind not in KINDS:
         raise ValueError(f"Unknown kind '{kind}'. Choose one of: {', '.join(KINDS)}.")
+    transformers.utils.logging.disable_progress_bar()  # no per-tensor bars in lesson outputs
     auto = getattr(transformers, KINDS[kind])
     if name.startswith("tiny-"):
         model = auto.from_config(tiny_config(name.removeprefix("tiny-"), **kwargs))
