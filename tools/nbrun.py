@@ -32,7 +32,8 @@ CI_PARAMS = ROOT / "tests" / "notebook_params.toml"
 def ci_parameters(notebook: Path) -> dict:
     """Small parameters injected in CI, from tests/notebook_params.toml (by relative path)."""
     table = tomllib.loads(CI_PARAMS.read_text()) if CI_PARAMS.exists() else {}
-    return table.get(notebook.resolve().relative_to(ROOT).as_posix(), {})
+    path = notebook.resolve()
+    return table.get(path.relative_to(ROOT).as_posix(), {}) if path.is_relative_to(ROOT) else {}
 
 
 def execute(notebook: Path, output: Path, parameters: dict, cell_timeout: int) -> dict:
