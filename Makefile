@@ -18,7 +18,7 @@ tour: setup
 
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --basetemp=build/pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(ROOT))
-(ROOT / "build").mkdir(exist_ok=True)  # pytest's --basetemp (pyproject.toml) lives in build/pytest
+(ROOT / "build").mkdir(exist_ok=True)  # `make test` keeps pytest temp files in build/pytest
 
 
 def notebooks() -> list[Path]:
