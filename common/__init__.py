@@ -7,8 +7,16 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 from common.data import DATASETS, corpus_text, load_dataset
 from common.env import measure, pick_device, pick_dtype, seed_everything, setup, versions
-from common.models import (EMBEDDED, MINILM, SMOLLM2, ModelNotAvailable, load_model, load_tokenizer,
-                           resolve_model, tiny_config)
+from common.models import (
+                           EMBEDDED,
+                           MINILM,
+                           SMOLLM2,
+                           ModelNotAvailable,
+                           load_model,
+                           load_tokenizer,
+                           resolve_model,
+                           tiny_config,
+)
 
 __all__ = ["DATASETS", "EMBEDDED", "MINILM", "SMOLLM2", "ModelNotAvailable", "corpus_text",
            "load_dataset", "load_model", "load_tokenizer", "measure", "pick_device", "pick_dtype",

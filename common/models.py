@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import transformers
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from common.registry import Package, cache_dir, extract
 
