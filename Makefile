@@ -11,7 +11,7 @@ setup:
 	@bash tools/setup.sh
 
 lab: setup
-	$(PY) -m jupyterlab --ServerApp.root_dir=. README.md
+	$(PY) -m jupyterlab --ServerApp.root_dir=. $(if $(filter 0,$(shell id -u)),--allow-root) README.md
 
 tour: setup
 	$(PY) tour.py
