@@ -32,3 +32,16 @@ def scripts() -> list[Path]:
 def smollm2():
     from common import load_model, load_tokenizer
     return load_model("smollm2-135m-instruct").eval(), load_tokenizer("smollm2-135m-instruct")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After the run: each notebook's CI time and peak memory, as measured by this run."""
+    import json
+
+    results = ROOT / "build" / "notebook_ci_runs.json"
+    if not results.exists():
+        return
+    data = json.loads(results.read_text())
+    terminalreporter.section("notebooks in CI (this run)")
+    for path, r in sorted(data.items()):
+        terminalreporter.write_line(f"{r['seconds']:6.1f} s  {r['peak_rss_mb']:6.0f} MB  {path}")

@@ -16,6 +16,7 @@ from tools.nbrun import run_isolated
 BUDGET_S = 90  # per notebook in CI, on a 2-core CPU (issue #2); lessons aim for tens of seconds
 SKIPS = tomllib.loads((ROOT / "tests" / "notebook_skips.toml").read_text())
 RESULTS = ROOT / "build" / "notebook_ci_runs.json"
+RESULTS.unlink(missing_ok=True)  # only this run's measurements
 
 
 def run_checked(notebook, output, budget_s: float = BUDGET_S) -> dict:
