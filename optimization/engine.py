@@ -1,0 +1,280 @@
+"""A continuous-batching inference engine with a paged KV cache, from scratch, for LLaMA-style models.
+
+What production servers (vLLM, TGI, llama.cpp's server) do, in a few hundred lines you can read:
+
+- **Paged KV cache.** Keys and values live in one pool of fixed-size blocks per layer. A request owns a list of
+  blocks (its block table) that grows as it generates, so memory is never reserved for tokens that are never
+  written, and a finished request's blocks are reused at once.
+- **Continuous batching.** Every step runs ONE forward pass over all running requests: the new tokens of each
+  (its whole prompt when it was just admitted, one token when it is decoding) are packed into one sequence for
+  the linear layers; attention reads each request's own blocks. A request that finishes leaves the batch at
+  once and a waiting one takes its place, instead of the whole batch waiting for its longest member.
+- **Scheduler.** First come, first served; a request is admitted when there is a free batch slot and room in
+  the cache; when the cache runs out mid-generation, the newest request is preempted (its blocks freed) and
+  recomputed later.
+
+It drives the embedding, norm, projection and MLP modules of a transformers LlamaForCausalLM (SmolLM2 or any
+LLaMA/Mistral/Qwen2-like checkpoint without attention biases or sliding windows), so it runs the real weights.
+
+Python API (import it from optimization/):
+  Engine(model, max_batch=16, block_size=16, kv_cache_tokens=16384)
+  engine.add(prompt_ids, max_new_tokens=64, temperature=0.0, top_p=1.0, stop=(), seed=None) -> Request
+  engine.step() -> [(request, token_id), ...]        one forward pass; the tokens it produced
+  engine.run() -> finished requests                   step until every request is done
+  engine.generate(prompts, **sampling) -> [output_ids, ...]
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+_ids = itertools.count()
+
+
+@dataclass
+class Request:
+    """One generation request and its state in the engine."""
+
+    prompt: list[int]
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    stop: tuple[int, ...] = ()  # token ids that end the generation (the model's EOS is added by the engine)
+    seed: int | None = None
+    id: int = field(default_factory=lambda: next(_ids))
+    output: list[int] = field(default_factory=list)
+    blocks: list[int] = field(default_factory=list)  # block table: cache blocks holding this request's K/V
+    cached: int = 0  # how many of `tokens` have their K/V in the cache
+    finish_reason: str | None = None  # "stop" | "length" | "cancelled"
+    arrived: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    generator: torch.Generator | None = None
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.prompt + self.output
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+
+class PagedKVCache:
+    """Per layer, one pool of `num_blocks * block_size` key and value slots; requests own whole blocks."""
+
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, num_blocks: int, block_size: int,
+                 dtype: torch.dtype, device: torch.device | str):
+        shape = (layers, num_blocks * block_size, kv_heads, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.block_size, self.num_blocks = block_size, num_blocks
+        self.free = deque(range(num_blocks))
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)  # ceiling division
+
+    def reserve(self, request: Request, tokens: int) -> bool:
+        """Grow the request's block table to hold `tokens` tokens; False (nothing taken) if the pool is short."""
+        missing = self.blocks_for(tokens) - len(request.blocks)
+        if missing > len(self.free):
+            return False
+        request.blocks += [self.free.popleft() for _ in range(max(0, missing))]
+        return True
+
+    def release(self, request: Request) -> None:
+        self.free.extend(request.blocks)
+        request.blocks, request.cached = [], 0
+
+    def slots(self, request: Request, start: int, end: int, device) -> torch.Tensor:
+        """Flat slot index of positions start..end-1 of a request: block * block_size + offset."""
+        pos = torch.arange(start, end)
+        table = torch.tensor(request.blocks, dtype=torch.long)
+        return (table[pos // self.block_size] * self.block_size + pos % self.block_size).to(device)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+class Engine:
+    """Continuous batching over a paged KV cache for a transformers LLaMA-style causal LM."""
+
+    def __init__(self, model, max_batch: int = 16, block_size: int = 16, kv_cache_tokens: int = 16384,
+                 eos_token_ids: tuple[int, ...] | None = None):
+        cfg = model.config
+        if getattr(cfg, "attention_bias", False) or getattr(cfg, "sliding_window", None):
+            raise ValueError("this engine supports LLaMA-style attention without biases or sliding windows")
+        self.model, self.cfg = model.eval(), cfg
+        self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.max_len = cfg.max_position_embeddings
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.cache = PagedKVCache(cfg.num_hidden_layers, self.kv_heads, self.head_dim,
+                                  -(-kv_cache_tokens // block_size), block_size, self.dtype, self.device)
+        self.max_batch = max_batch
+        eos = eos_token_ids if eos_token_ids is not None else model.generation_config.eos_token_id
+        self.eos = tuple(eos) if isinstance(eos, (list, tuple)) else ((eos,) if eos is not None else ())
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.steps = self.preemptions = 0
+
+    # ---- public API -------------------------------------------------------------------------------------
+    def add(self, prompt: list[int], **sampling) -> Request:
+        """Queue a request (token ids of the prompt); it joins the batch at the next step with room."""
+        request = Request(list(prompt), **sampling)
+        if not request.prompt:
+            raise ValueError("the prompt must contain at least one token")
+        if len(request.prompt) + 1 > min(self.max_len, self.cache.num_blocks * self.cache.block_size):
+            raise ValueError(f"prompt of {len(request.prompt)} tokens does not fit the model or the KV cache")
+        if request.seed is not None:
+            request.generator = torch.Generator(device="cpu").manual_seed(request.seed)
+        self.waiting.append(request)
+        return request
+
+    def cancel(self, request: Request) -> None:
+        """Stop a request now (e.g. its client went away) and free its cache blocks."""
+        if request in self.waiting:
+            self.waiting.remove(request)
+        self._finish(request, "cancelled")
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    @torch.inference_mode()
+    def step(self) -> list[tuple[Request, int]]:
+        """Admit what fits, run one forward pass over every running request, sample one token for each."""
+        self._make_room()
+        while self.waiting and len(self.running) < self.max_batch:
+            if not self.cache.reserve(self.waiting[0], len(self.waiting[0].tokens) + 1):
+                break  # no room yet: wait until a running request finishes
+            self.running.append(self.waiting.popleft())
+        if not self.running:
+            return []
+        rows = list(self.running)
+        logits = self._forward(rows)
+        self.steps += 1
+        events = []
+        for request, row_logits in zip(rows, logits, strict=True):
+            request.cached = len(request.tokens)
+            token = self._sample(request, row_logits)
+            request.output.append(token)
+            request.first_token_at = request.first_token_at or time.perf_counter()
+            events.append((request, token))
+            if token in self.eos or token in request.stop:
+                self._finish(request, "stop")
+            elif len(request.output) >= request.max_new_tokens or len(request.tokens) >= self.max_len:
+                self._finish(request, "length")
+        return events
+
+    def run(self) -> list[Request]:
+        """Step until no request is waiting or running; returns the requests that finished meanwhile."""
+        finished = []
+        while self.has_work():
+            finished += [r for r, _ in self.step() if r.done]
+        return finished
+
+    def generate(self, prompts: list[list[int]], **sampling) -> list[list[int]]:
+        """Generate for many prompts at once; returns each prompt's new token ids, in order."""
+        requests = [self.add(p, **sampling) for p in prompts]
+        self.run()
+        return [r.output for r in requests]
+
+    # ---- scheduling ---------------------------------------------------------------------------------------
+    def _make_room(self) -> None:
+        """Give each running request a slot for its next token; preempt the newest ones if the pool is full."""
+        for request in sorted(self.running, key=lambda r: r.arrived):
+            while request in self.running and not self.cache.reserve(request, len(request.tokens) + 1):
+                victim = max(self.running, key=lambda r: r.arrived)
+                self.running.remove(victim)
+                self.cache.release(victim)  # its K/V is recomputed from prompt + output when it is readmitted
+                self.waiting.appendleft(victim)
+                self.preemptions += 1
+
+    def _finish(self, request: Request, reason: str) -> None:
+        request.finish_reason, request.finished_at = reason, time.perf_counter()
+        if request in self.running:
+            self.running.remove(request)
+        self.cache.release(request)
+
+    def _sample(self, request: Request, logits: torch.Tensor) -> int:
+        if request.temperature <= 0:
+            return int(logits.argmax())
+        probs = torch.softmax(logits.float() / request.temperature, dim=-1)
+        if request.top_p < 1.0:  # nucleus: keep the smallest set of tokens whose probability reaches top_p
+            sorted_probs, order = probs.sort(descending=True)
+            keep = sorted_probs.cumsum(-1) - sorted_probs < request.top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs.cpu(), 1, generator=request.generator))
+
+    # ---- the model ---------------------------------------------------------------------------------------
+    def _forward(self, rows: list[Request]) -> torch.Tensor:
+        """Logits of the next token for every row, feeding each row its tokens that are not cached yet."""
+        new = [r.tokens[r.cached:] for r in rows]
+        ids = torch.tensor([t for seq in new for t in seq], device=self.device)  # (N,) packed, no padding
+        positions = torch.cat([torch.arange(r.cached, r.cached + len(seq)) for r, seq in zip(rows, new, strict=True)])
+        slots = torch.cat([self.cache.slots(r, r.cached, len(r.tokens), self.device) for r in rows])
+        inner = self.model.model
+        x = inner.embed_tokens(ids)[None]  # (1, N, D)
+        cos, sin = inner.rotary_emb(x, positions.to(self.device)[None])  # (1, N, Dh) each
+        cos, sin = cos[0, :, None], sin[0, :, None]  # (N, 1, Dh): broadcast over heads
+        plan = self._attention_plan(rows, new)
+        for i, layer in enumerate(inner.layers):
+            x = x + self._attention(i, layer.self_attn, layer.input_layernorm(x)[0], cos, sin, slots, plan)[None]
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        last = torch.tensor(list(itertools.accumulate(len(s) for s in new)), device=self.device) - 1
+        return self.model.lm_head(inner.norm(x[0, last]))  # (rows, V)
+
+    def _attention_plan(self, rows: list[Request], new: list[list[int]]) -> dict:
+        """Index tensors shared by all layers: which packed tokens decode, which prefill, and their cache slots."""
+        offsets = [0, *itertools.accumulate(len(s) for s in new)]
+        decode = [i for i, s in enumerate(new) if len(s) == 1]
+        plan = {"decode": None, "prefill": []}
+        if decode:
+            lengths = torch.tensor([len(rows[i].tokens) for i in decode])
+            width = int(lengths.max())
+            table = torch.stack([self._padded_slots(rows[i], width) for i in decode])  # (Bd, L)
+            mask = (torch.arange(width)[None] < lengths[:, None])[:, None, None]  # (Bd, 1, 1, L)
+            plan["decode"] = (torch.tensor([offsets[i] for i in decode], device=self.device),
+                              table.to(self.device), mask.to(self.device))
+        for i, seq in enumerate(new):
+            if len(seq) > 1:
+                r, end = rows[i], len(rows[i].tokens)
+                q_pos = torch.arange(r.cached, end)
+                mask = torch.arange(end)[None] <= q_pos[:, None]  # causal, (T, L)
+                plan["prefill"].append((offsets[i], offsets[i + 1], self.cache.slots(r, 0, end, self.device),
+                                        mask[None, None].to(self.device)))
+        return plan
+
+    def _padded_slots(self, request: Request, width: int) -> torch.Tensor:
+        """Slots of positions 0..len-1, padded with slot 0 up to `width` (masked out in attention)."""
+        slots = self.cache.slots(request, 0, len(request.tokens), "cpu")
+        return F.pad(slots, (0, width - len(slots)))
+
+    def _attention(self, layer: int, attn, h: torch.Tensor, cos, sin, slots, plan) -> torch.Tensor:
+        """Grouped-query attention for N packed tokens (h: (N, D)), reading and writing the paged cache."""
+        n, dh = h.shape[0], self.head_dim
+        q = attn.q_proj(h).view(n, self.heads, dh)
+        k = attn.k_proj(h).view(n, self.kv_heads, dh)
+        v = attn.v_proj(h).view(n, self.kv_heads, dh)
+        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        self.cache.k[layer, slots], self.cache.v[layer, slots] = k, v  # write before reading: self-attention
+        keys, values, out = self.cache.k[layer], self.cache.v[layer], torch.empty_like(q)
+        if plan["decode"] is not None:
+            index, table, mask = plan["decode"]
+            kd, vd = keys[table].transpose(1, 2), values[table].transpose(1, 2)  # (Bd, K, L, Dh)
+            qd = q[index][:, :, None]  # (Bd, H, 1, Dh)
+            out[index] = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=mask, enable_gqa=True)[:, :, 0]
+        for start, end, row_slots, mask in plan["prefill"]:
+            kp, vp = keys[row_slots].transpose(0, 1)[None], values[row_slots].transpose(0, 1)[None]  # (1, K, L, Dh)
+            qp = q[start:end].transpose(0, 1)[None]  # (1, H, T, Dh)
+            out[start:end] = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, enable_gqa=True)[0].transpose(0, 1)
+        return attn.o_proj(out.reshape(n, self.heads * dh))
