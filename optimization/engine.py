@@ -17,7 +17,9 @@ It drives the embedding, norm, projection and MLP modules of a transformers Llam
 LLaMA/Mistral/Qwen2-like checkpoint without attention biases or sliding windows), so it runs the real weights.
 
 Python API (import it from optimization/):
-  Engine(model, max_batch=16, block_size=16, kv_cache_tokens=16384)
+  Engine(model, max_batch=16, block_size=16, kv_cache_tokens=16384, kv_dtype=torch.float32)
+      kv_dtype: the cache and attention run in float32 by default, even for a bf16 model, because PyTorch's
+      CPU attention kernel is several times slower in bf16 than in fp32 (measured); use bf16 on a GPU.
   engine.add(prompt_ids, max_new_tokens=64, temperature=0.0, top_p=1.0, stop=(), seed=None) -> Request
   engine.step() -> [(request, token_id), ...]        one forward pass; the tokens it produced
   engine.run() -> finished requests                   step until every request is done
@@ -108,7 +110,7 @@ class Engine:
     """Continuous batching over a paged KV cache for a transformers LLaMA-style causal LM."""
 
     def __init__(self, model, max_batch: int = 16, block_size: int = 16, kv_cache_tokens: int = 16384,
-                 eos_token_ids: tuple[int, ...] | None = None):
+                 eos_token_ids: tuple[int, ...] | None = None, kv_dtype: torch.dtype = torch.float32):
         cfg = model.config
         if getattr(cfg, "attention_bias", False) or getattr(cfg, "sliding_window", None):
             raise ValueError("this engine supports LLaMA-style attention without biases or sliding windows")
@@ -119,7 +121,7 @@ class Engine:
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.cache = PagedKVCache(cfg.num_hidden_layers, self.kv_heads, self.head_dim,
-                                  -(-kv_cache_tokens // block_size), block_size, self.dtype, self.device)
+                                  -(-kv_cache_tokens // block_size), block_size, kv_dtype, self.device)
         self.max_batch = max_batch
         eos = eos_token_ids if eos_token_ids is not None else model.generation_config.eos_token_id
         self.eos = tuple(eos) if isinstance(eos, (list, tuple)) else ((eos,) if eos is not None else ())
@@ -266,15 +268,25 @@ class Engine:
         k = attn.k_proj(h).view(n, self.kv_heads, dh)
         v = attn.v_proj(h).view(n, self.kv_heads, dh)
         q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-        self.cache.k[layer, slots], self.cache.v[layer, slots] = k, v  # write before reading: self-attention
+        q, k, v = (t.to(self.cache.k.dtype) for t in (q, k, v))  # attention in the cache's dtype (see kv_dtype)
         keys, values, out = self.cache.k[layer], self.cache.v[layer], torch.empty_like(q)
+        keys.index_copy_(0, slots, k)  # write before reading: a token attends to itself
+        values.index_copy_(0, slots, v)
         if plan["decode"] is not None:
             index, table, mask = plan["decode"]
-            kd, vd = keys[table].transpose(1, 2), values[table].transpose(1, 2)  # (Bd, K, L, Dh)
-            qd = q[index][:, :, None]  # (Bd, H, 1, Dh)
-            out[index] = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=mask, enable_gqa=True)[:, :, 0]
+            shape = (*table.shape, self.kv_heads, dh)
+            kd = keys.index_select(0, table.flatten()).view(shape).transpose(1, 2)  # (Bd, K, L, Dh)
+            vd = values.index_select(0, table.flatten()).view(shape).transpose(1, 2)
+            everyone = len(index) == n  # the usual case: every row is decoding, no gather/scatter needed
+            qd = (q if everyone else q[index])[:, :, None]  # (Bd, H, 1, Dh)
+            od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=mask, enable_gqa=True)[:, :, 0]
+            if everyone:
+                out = od
+            else:
+                out[index] = od
         for start, end, row_slots, mask in plan["prefill"]:
-            kp, vp = keys[row_slots].transpose(0, 1)[None], values[row_slots].transpose(0, 1)[None]  # (1, K, L, Dh)
+            kp = keys.index_select(0, row_slots).transpose(0, 1)[None]  # (1, K, L, Dh)
+            vp = values.index_select(0, row_slots).transpose(0, 1)[None]
             qp = q[start:end].transpose(0, 1)[None]  # (1, H, T, Dh)
             out[start:end] = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, enable_gqa=True)[0].transpose(0, 1)
-        return attn.o_proj(out.reshape(n, self.heads * dh))
+        return attn.o_proj(out.reshape(n, self.heads * dh).to(h.dtype))
