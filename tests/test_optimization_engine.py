@@ -76,3 +76,20 @@ def test_real_smollm2_weights_match_hf(smollm2):
                for q in ("What is the capital of France?", "Name three primary colours.")]
     outputs = Engine(model, max_batch=2, eos_token_ids=()).generate(prompts, max_new_tokens=16)
     assert outputs == [hf_greedy(model, p, 16) for p in prompts]
+
+
+def test_prepacked_bf16_weights_give_identical_outputs(tiny):
+    model, prompts = tiny
+    bf16 = load_bf16(model)
+    plain = Engine(bf16, max_batch=3, block_size=4, eos_token_ids=(), prepack=False)
+    packed = Engine(bf16, max_batch=3, block_size=4, eos_token_ids=())
+    if not packed.packed:
+        pytest.skip("this PyTorch build has no oneDNN weight prepacking (or it rounds differently)")
+    assert len(packed.packed) == 7 * bf16.config.num_hidden_layers + 1  # every projection and the LM head
+    assert plain.generate(prompts[:4], max_new_tokens=12) == packed.generate(prompts[:4], max_new_tokens=12)
+    assert Engine(model, prepack=None).packed == {}  # fp32 stays on the plain path
+
+
+def load_bf16(model):
+    import copy
+    return copy.deepcopy(model).to(torch.bfloat16)
