@@ -12,7 +12,8 @@ Examples:
   python pretrained/chat_client.py --base-url http://127.0.0.1:8000/v1 "What is the capital of France?"
 
 Endpoints: POST /v1/chat/completions and /v1/completions (both with "stream": true over server-sent events),
-POST /v1/embeddings (MiniLM, mean-pooled and normalised), GET /v1/models, GET /health (no key needed).
+POST /v1/embeddings (MiniLM, mean-pooled and normalised), GET /v1/models, GET /health (no key needed),
+GET / and /chat: a chat page that streams from /v1/chat/completions (deployment/static/chat.html, no key needed).
 
 How it serves: every generation request goes into ONE continuous-batching engine (optimization/engine.py: a
 paged KV cache, new requests join the running batch at the next step), driven by one worker thread, so 16
@@ -84,6 +85,7 @@ class Sampling(Body):
     seed: int | None = None
     stream: bool = False
     stream_options: dict | None = None
+    ignore_eos: bool = False  # vLLM's extension: generate exactly max_tokens (benchmarks use it)
 
 
 class ChatRequest(Sampling):
@@ -277,7 +279,8 @@ class Service:
             raise ApiError(400, f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceeds the model's "
                            f"context of {self.context} tokens", param="max_tokens")
         temperature = s.default_temperature if body.temperature is None else body.temperature
-        return dict(max_new_tokens=max_tokens, temperature=temperature, top_p=body.top_p, seed=body.seed)
+        return dict(max_new_tokens=max_tokens, temperature=temperature, top_p=body.top_p, seed=body.seed,
+                    ignore_eos=body.ignore_eos)
 
     def check_text_size(self, text: str) -> None:
         """Refuse a huge prompt before tokenizing it (no real token is shorter than one character)."""
@@ -352,7 +355,7 @@ def stops(stop: str | list[str] | None) -> list[str]:
 def create_app(service: Service):
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
     app = FastAPI(title="llm-path OpenAI-compatible server")
     key = service.settings.api_key
@@ -375,6 +378,11 @@ def create_app(service: Service):
                             kind="authentication_error", code="invalid_api_key").body
             return JSONResponse(body, status_code=401)
         return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/chat", include_in_schema=False)
+    async def chat_page():
+        return FileResponse(ROOT / "deployment" / "static" / "chat.html")  # the page calls /v1/ with the key
 
     @app.get("/health")
     async def health():

@@ -174,3 +174,18 @@ def test_bad_start_is_one_clear_line():
     out = subprocess.run([sys.executable, "deployment/server.py", "--model", "tiny-gpt2", "--port", "0",
                           "--embedding-model", "none"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "LLaMA-style" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_load_generator_gets_exact_token_counts_with_ignore_eos(server):
+    """optimization/bench_generate.py's `openai` backend against this server: 6 streams at once, each exactly
+    its max_tokens (ignore_eos), first tokens before the ends."""
+    sys.path.insert(0, str(ROOT / "optimization"))
+    import bench_generate as bg
+
+    from common import load_tokenizer
+    tok = load_tokenizer(MODEL)
+    items = bg.workload(tok, 6, (16, 64), (4, 24), seed=3)
+    result = bg.run("openai", None, tok, items, base_url=server + "/v1", api_key=KEY, concurrency=6)
+    assert [t.tokens for t in result.timings] == [i.new_tokens for i in items]
+    assert all(0 < t.ttft <= t.latency <= result.seconds for t in result.timings)
+    wait_idle(server)

@@ -30,4 +30,22 @@ if ! (cd / && "$OLDPWD/$PY" -c "import common") 2>/dev/null; then
   # makes `import common` work from any folder (notebooks run in their section folder)
   "$PY" -m pip install --quiet --no-deps -e . >/dev/null 2>&1 || "$PY" -m pip install --no-deps -e .
 fi
+# The chat-page test and deployment/02 drive a headless Chromium: Debian's chromium and chromium-driver.
+# Installed with apt only when missing and when we are root (CI) or sudo needs no password; tried once per
+# virtualenv (a failure is remembered in $VENV; `make clean` forgets it). Without them, the test skips.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo "sudo -n")
+  if [ -f $VENV/.no-chromium ]; then
+    echo "warning: no chromium/chromedriver (apt-get failed before); the chat-page test will skip" >&2
+  elif command -v apt-get >/dev/null && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+    echo "== installing chromium and chromium-driver (apt-get)"
+    { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends chromium chromium-driver; } >/dev/null \
+      || { touch $VENV/.no-chromium
+           echo "warning: apt-get could not install chromium; the chat-page test will skip" >&2; }
+  else
+    echo "warning: no chromium/chromedriver; 'sudo apt-get install chromium chromium-driver' enables the" \
+         "chat-page test (it skips without them) and deployment/02" >&2
+  fi
+fi
 "$PY" -m tools.prepare
