@@ -2,8 +2,10 @@
 
 Every backend gets the SAME workload: N requests whose prompts are real text (the Python language reference)
 cut to mixed lengths, each asking for its own number of new tokens. End-of-sequence is ignored, so every
-backend produces exactly the requested tokens and the figures compare like with like. All requests arrive
-at time 0 (an offline batch, or N clients at once for `openai`), so time to first token includes queueing.
+backend produces exactly the requested tokens and the figures compare like with like. For the in-process
+backends all requests arrive at time 0 (an offline batch), so time to first token includes the wait in line;
+for `openai`, --concurrency clients each send a request when their previous one is answered, and times are
+counted from when each request was sent (what a user of the server waits).
 
 Backends:
   hf          transformers `generate`, one request after the other (sequential)
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import random
 import sys
@@ -58,7 +61,7 @@ class Item:
 
 @dataclass
 class Timing:
-    """When one request got its first token and finished, in seconds from the start of the run."""
+    """When one request got its first token and finished, in seconds from its arrival (see the module doc)."""
 
     ttft: float
     latency: float
@@ -195,21 +198,31 @@ async def _openai_all(base_url: str, model_name: str, prompts: list[str], items:
     start = time.perf_counter()
 
     async def one(prompt: str, item: Item) -> Timing:
-        async with gate:
-            first, count = None, 0
+        async with gate:  # a client sends its next request when its previous one is done
+            sent, first, count = time.perf_counter(), None, 0
             stream = await client.completions.create(
                 model=model_name, prompt=prompt, max_tokens=item.new_tokens, temperature=0.0, stream=True,
                 stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].text:
-                    first = first or time.perf_counter() - start
+                    first = first or time.perf_counter() - sent
                 if chunk.usage:
                     count = chunk.usage.completion_tokens
-            return Timing(first or time.perf_counter() - start, time.perf_counter() - start, count)
+            return Timing(first or time.perf_counter() - sent, time.perf_counter() - sent, count)
 
     timings = await asyncio.gather(*(one(p, i) for p, i in zip(prompts, items, strict=True)))
     await client.close()
     return time.perf_counter() - start, list(timings)
+
+
+def _run_sync(coroutine):
+    """asyncio.run, also from Jupyter, where this thread already runs an event loop: then in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def run(backend: str, model=None, tokenizer=None, items: list[Item] | None = None, batch_size: int = 16,
@@ -229,7 +242,7 @@ def run(backend: str, model=None, tokenizer=None, items: list[Item] | None = Non
         seconds, timings = run_llamacpp(options["gguf"], items, options.get("threads", torch.get_num_threads()))
     else:
         prompts = [tokenizer.decode(i.prompt) for i in items]
-        seconds, timings = asyncio.run(_openai_all(options["base_url"], options.get("model_name", SMOLLM2), prompts,
+        seconds, timings = _run_sync(_openai_all(options["base_url"], options.get("model_name", SMOLLM2), prompts,
                                                    items, options.get("concurrency", 16),
                                                    options.get("api_key", "none")))
     settings = {k: options[k] for k in ("dtype", "concurrency") if k in options}
