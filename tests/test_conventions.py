@@ -4,12 +4,15 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 
 import nbformat
 import pytest
 
 from tests.conftest import ROOT, SECTIONS, notebooks, scripts
 
+SKIPS = tomllib.loads((ROOT / "tests" / "notebook_skips.toml").read_text())
+SKIPPED_IN_CI = {rel for rel, entry in SKIPS.items() if "requires" not in entry}  # never run in CI
 MACHINE_PATHS = re.compile(r"(/tmp/|/root/|/home/|/work/|/Users/|site-packages|\.venv/)")
 nb_ids = lambda p: p.relative_to(ROOT).as_posix()  # noqa: E731
 
@@ -41,7 +44,8 @@ def test_notebook_committed_with_a_clean_default_run(path):
             text = json.dumps(out)
             assert not MACHINE_PATHS.search(text), f"machine path in output: {MACHINE_PATHS.search(text)[0]}"
     run = nb.metadata.get("llm_path", {})
-    assert "default_run" in run and "ci_run" in run, "record outputs with: make notebooks NB=<path>"
+    assert "default_run" in run, "record outputs with: make notebooks NB=<path>"
+    assert "ci_run" in run or path.relative_to(ROOT).as_posix() in SKIPPED_IN_CI, "no CI run recorded"
     assert run["default_run"]["seconds"] <= 300, "a lesson must run within 5 minutes at its defaults"
 
 

@@ -36,12 +36,19 @@ def _record(notebook, result: dict) -> None:
     RESULTS.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
+def _present(need: str | None) -> bool:
+    """A program on PATH, or a file path relative to the repository."""
+    if need is None:
+        return False
+    return (ROOT / need).exists() if "/" in need else shutil.which(need) is not None
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", notebooks(), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_notebook_runs_within_budget(notebook, tmp_path):
     rel = notebook.relative_to(ROOT).as_posix()
     entry = SKIPS.get(rel)
-    if entry and any(shutil.which(program) is None for program in entry.get("requires", [None])):
+    if entry and any(not _present(need) for need in entry.get("requires", [None])):
         pytest.skip(entry["reason"])  # always, or only when a program it needs is missing
     result = run_checked(notebook, tmp_path / notebook.name)
     _record(notebook, result)
