@@ -21,9 +21,9 @@ concurrent clients share each forward pass instead of waiting in line. The model
 SmolLM, Mistral-like; no attention biases or sliding windows), which is what the engine implements.
 
 Limits, each answered with a 4xx in OpenAI's error format and without disturbing other requests:
-max_tokens over --max-tokens-limit (400), a prompt over --max-prompt-tokens (400), more than --max-concurrent
-requests in flight (429), an unknown model name (404), a missing or wrong key with --api-key (401), malformed
-JSON or wrong types (400). A streaming client that disconnects is cancelled and frees its batch slot.
+max_tokens over --max-tokens-limit (HTTP 400), a prompt over --max-prompt-tokens (HTTP 400), more than
+--max-concurrent requests in flight (HTTP 429), an unknown model name (HTTP 404), a missing or wrong key with
+--api-key (HTTP 401), malformed JSON or wrong types (HTTP 400). A streaming client that disconnects is cancelled and frees its batch slot.
 
 Choices: greedy decoding unless the request sets "temperature" (--default-temperature changes that; OpenAI's
 default is 1.0, which makes a 135M model ramble); n=1 only; binds 127.0.0.1 unless --host says otherwise;
@@ -402,7 +402,7 @@ def create_app(service: Service):
 
     async def generate(body: Sampling, prompt: list[int], max_tokens: int | None, chat: bool):
         sampling = service.sampling(body, max_tokens, prompt)
-        stop, job = stops(body.stop), None
+        stop = stops(body.stop)
         job = service.start(prompt, sampling)
         request_id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         kind = "chat.completion" if chat else "text_completion"
