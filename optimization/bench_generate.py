@@ -190,7 +190,7 @@ def run_llamacpp(gguf: str, items: list[Item], threads: int) -> tuple[float, lis
 
 
 async def _openai_all(base_url: str, model_name: str, prompts: list[str], items: list[Item], concurrency: int,
-                      api_key: str) -> tuple[float, list[Timing]]:
+                      api_key: str, count_tokens=None) -> tuple[float, list[Timing]]:
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=600)
@@ -199,15 +199,18 @@ async def _openai_all(base_url: str, model_name: str, prompts: list[str], items:
 
     async def one(prompt: str, item: Item) -> Timing:
         async with gate:  # a client sends its next request when its previous one is done
-            sent, first, count = time.perf_counter(), None, 0
+            sent, first, count, text = time.perf_counter(), None, None, []
             stream = await client.completions.create(
                 model=model_name, prompt=prompt, max_tokens=item.new_tokens, temperature=0.0, stream=True,
                 stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].text:
                     first = first or time.perf_counter() - sent
+                    text.append(chunk.choices[0].text)
                 if chunk.usage:
                     count = chunk.usage.completion_tokens
+            if count is None:  # a server that does not report usage in streams (llama-cpp-python): re-tokenize
+                count = count_tokens("".join(text)) if count_tokens else len(text)
             return Timing(first or time.perf_counter() - sent, time.perf_counter() - sent, count)
 
     timings = await asyncio.gather(*(one(p, i) for p, i in zip(prompts, items, strict=True)))
@@ -242,9 +245,10 @@ def run(backend: str, model=None, tokenizer=None, items: list[Item] | None = Non
         seconds, timings = run_llamacpp(options["gguf"], items, options.get("threads", torch.get_num_threads()))
     else:
         prompts = [tokenizer.decode(i.prompt) for i in items]
+        count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
         seconds, timings = _run_sync(_openai_all(options["base_url"], options.get("model_name", SMOLLM2), prompts,
                                                    items, options.get("concurrency", 16),
-                                                   options.get("api_key", "none")))
+                                                   options.get("api_key", "none"), count))
     settings = {k: options[k] for k in ("dtype", "concurrency") if k in options}
     if backend in ("hf-batch", "engine"):
         settings["batch_size"] = batch_size

@@ -48,4 +48,34 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
          "chat-page test (it skips without them) and deployment/02" >&2
   fi
 fi
+# llama-cpp-python (deployment/03, optimization/export_gguf.py) is published only as a source archive. Build its
+# wheel once per machine (~5 min on 2 cores; it needs a C/C++ compiler, CMake comes from PyPI), keep it in the
+# cache under a key of this CPU (the build targets this CPU's instructions), and install it from there. Its
+# dependencies are pinned in requirements.txt. A failed build is remembered in $VENV and the tests that need it
+# skip, saying so; `make clean` forgets it.
+if ! "$PY" -c "import llama_cpp" 2>/dev/null; then
+  CPU_KEY=$({ grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m; } | sha256sum | cut -c1-10)
+  WHEELS="$("$PY" -c "from common.registry import cache_dir; print(cache_dir())")/wheels/llama-cpp-$CPU_KEY"
+  if [ -f $VENV/.no-llama-cpp ]; then
+    echo "warning: llama-cpp-python did not build before; its tests will skip (delete $VENV/.no-llama-cpp to retry)" >&2
+  else
+    if ! ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+      echo "== building llama-cpp-python 0.3.36 from source (once per machine, ~5 min on 2 cores)"
+      LOG=$VENV/llama-cpp-build.log
+      SDIST=$("$PY" -c "import sys; sys.path.insert(0, 'optimization'); import export_gguf; print(export_gguf.fetch_sdist())" \
+              2>$LOG) || SDIST=""
+      [ -n "$SDIST" ] && CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)} \
+        "$PY" -m pip wheel --no-deps --disable-pip-version-check -w "$WHEELS" "$SDIST" >>$LOG 2>&1 \
+        || echo "warning: building llama-cpp-python failed (log: $LOG)" >&2
+    fi
+    WHEEL=$(ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl 2>/dev/null | head -1) || true
+    if [ -n "$WHEEL" ] && "$PY" -m pip install --quiet --no-deps --disable-pip-version-check "$WHEEL" >/dev/null 2>&1 \
+        && "$PY" -c "import llama_cpp" 2>/dev/null; then
+      echo "== llama-cpp-python 0.3.36 ready (wheel cached in $WHEELS)"
+    else
+      touch $VENV/.no-llama-cpp
+      echo "warning: no llama-cpp-python; deployment/03 and the tests that need it will skip" >&2
+    fi
+  fi
+fi
 "$PY" -m tools.prepare
