@@ -41,10 +41,10 @@ import ast
 import json
 import logging
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -151,12 +151,15 @@ def prepare(model: str, work_dir: Path, lora: str | Path | None = None, seed: in
     except (OSError, ValueError) as err:
         raise ExportError(f"could not load '{model}': {err}") from err
     if lora:
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # peft imports it; its CPU notice is noise here
         import peft
 
         if config.get("peft_type") not in ("LORA", "IA3", "LOHA", "LOKR", "ADALORA"):
             raise ExportError(f"a {config.get('peft_type')} adapter cannot be merged into the weights (no "
                               "merge_and_unload); only weight-update methods such as LoRA and IA3 can be exported")
-        hf_model = peft.PeftModel.from_pretrained(hf_model, str(lora)).merge_and_unload()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations peft still triggers
+            hf_model = peft.PeftModel.from_pretrained(hf_model, str(lora)).merge_and_unload()
     hf_model.save_pretrained(work_dir)
     tokenizer.save_pretrained(work_dir)
     return work_dir
@@ -210,7 +213,9 @@ def quantize(src: str | Path, dst: str | Path, qtype: str, threads: int = 0, ver
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{qtype.upper()}")
     params.nthread = threads
-    with _quiet_llama(verbose):
+    from llama_cpp._utils import suppress_stdout_stderr  # some of llama.cpp's warnings bypass its logger
+
+    with _quiet_llama(verbose), suppress_stdout_stderr(disable=verbose):
         status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if status != 0 or not Path(dst).exists():
         raise ExportError(f"llama_model_quantize({src} -> {qtype}) failed with status {status}")
