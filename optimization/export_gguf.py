@@ -29,7 +29,7 @@ Python API (the lesson deployment/03_llama_cpp_gguf.ipynb imports it):
   prepare(model, work_dir, lora=None) -> Path   a plain HF folder for the converter (LoRA merged)
   convert(hf_dir, out_file, outtype="f16") -> Path / quantize(src, dst, qtype) -> Path
   export(model, out, types=DEFAULT_TYPES, lora=None, name=None) -> {type: Path}
-  size_table(paths) -> [{"type", "file", "MB", "bits/weight"}]
+  size_table(paths) -> [{"type", "file", "MB", "bits/weight"}] / tensor_types(path) -> [(name, type, weights)]
   launch_server(gguf, alias=None, threads=2) -> (process, base_url)   llama_cpp.server on 127.0.0.1
   read_modelfile(path) -> dict / ollama_prompt(modelfile, messages) -> str   Ollama's prompt, rendered here
 """
@@ -61,6 +61,7 @@ CONVERTER_TYPES = ("f32", "f16", "bf16")  # written by convert_hf_to_gguf.py
 QUANT_TYPES = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k")  # llama_model_quantize from F16
 TYPES = CONVERTER_TYPES + QUANT_TYPES
 DEFAULT_TYPES = ("f16", "q8_0", "q4_k_m")
+MERGEABLE = ("LORA", "IA3", "LOHA", "LOKR", "ADALORA")  # peft types whose update folds into the weights
 
 
 class ExportError(RuntimeError):
@@ -121,7 +122,11 @@ def _check_lora(lora: Path) -> dict:
                           "e.g. the --output of fine-tuning/finetune_lm.py)")
     if not (lora / "adapter_config.json").exists():
         raise ExportError(f"'{lora}' has no adapter_config.json: it is not a peft adapter folder")
-    return json.loads((lora / "adapter_config.json").read_text())
+    config = json.loads((lora / "adapter_config.json").read_text())
+    if config.get("peft_type") not in MERGEABLE:
+        raise ExportError(f"a {config.get('peft_type')} adapter cannot be merged into the weights (no "
+                          f"merge_and_unload); only weight-update methods ({', '.join(MERGEABLE)}) can be exported")
+    return config
 
 
 def prepare(model: str, work_dir: Path, lora: str | Path | None = None, seed: int = 0) -> Path:
@@ -129,7 +134,8 @@ def prepare(model: str, work_dir: Path, lora: str | Path | None = None, seed: in
     the model loaded (tiny-* built with `seed`, LoRA merged) and saved with save_pretrained into `work_dir`."""
     from common import ModelNotAvailable, load_model, load_tokenizer, resolve_model
 
-    config = _check_lora(Path(lora)) if lora else None
+    if lora:
+        _check_lora(Path(lora))
     if lora and model is None:
         model = _adapter_base(Path(lora))
     try:
@@ -138,7 +144,8 @@ def prepare(model: str, work_dir: Path, lora: str | Path | None = None, seed: in
         raise ExportError(str(err)) from err
     folder = Path(resolved)
     if not model.startswith("tiny-") and folder.is_dir() and not (folder / "config.json").exists():
-        raise ExportError(f"'{folder}' has no config.json: not a Hugging Face model folder")
+        hint = " (it holds a peft adapter: pass it as --lora)" if (folder / "adapter_config.json").exists() else ""
+        raise ExportError(f"'{folder}' has no config.json: not a Hugging Face model folder{hint}")
     if lora is None and folder.is_dir():
         return folder
     import torch
@@ -154,9 +161,6 @@ def prepare(model: str, work_dir: Path, lora: str | Path | None = None, seed: in
         logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # peft imports it; its CPU notice is noise here
         import peft
 
-        if config.get("peft_type") not in ("LORA", "IA3", "LOHA", "LOKR", "ADALORA"):
-            raise ExportError(f"a {config.get('peft_type')} adapter cannot be merged into the weights (no "
-                              "merge_and_unload); only weight-update methods such as LoRA and IA3 can be exported")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations peft still triggers
             hf_model = peft.PeftModel.from_pretrained(hf_model, str(lora)).merge_and_unload()
@@ -254,13 +258,69 @@ def export(model: str | None = SMOLLM2, out: str | Path = "build/gguf", types=DE
     return {t: paths[t] for t in types}
 
 
-def size_table(paths: dict[str, Path]) -> list[dict]:
-    """File size and bits per weight (file bits / parameters in the GGUF) for each exported file."""
-    from gguf import GGUFReader
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
+
+def tensor_types(path: str | Path) -> list[tuple[str, str, int]]:
+    """(name, type, number of weights) of every tensor in a GGUF file, read from its header only.
+
+    gguf's GGUFReader does the same and more, but builds an object per vocabulary entry (seconds per file)."""
+    import mmap
+    import struct
+
+    from gguf import GGMLQuantizationType
+
+    with open(path, "rb") as f:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # only the header pages are read
+    if bytes(data[:4]) != b"GGUF":
+        raise ExportError(f"{path} is not a GGUF file")
+    pos = 8
+
+    def read(fmt: str):
+        nonlocal pos
+        values = struct.unpack_from("<" + fmt, data, pos)
+        pos += struct.calcsize("<" + fmt)
+        return values[0] if len(values) == 1 else values
+
+    def skip(value_type: int) -> None:
+        nonlocal pos
+        if value_type == 8:  # string: u64 length + bytes
+            length = read("Q")
+            pos += length
+        elif value_type == 9:  # array: element type, count, elements
+            element, count = read("IQ")
+            if element in _SCALARS:
+                pos += count * struct.calcsize(_SCALARS[element])
+            else:
+                for _ in range(count):
+                    skip(element)
+        else:
+            pos += struct.calcsize(_SCALARS[value_type])
+
+    n_tensors, n_kv = read("QQ")
+    for _ in range(n_kv):
+        skip(8)  # the key, a string
+        skip(read("I"))
+    tensors = []
+    for _ in range(n_tensors):
+        length = read("Q")
+        name = data[pos:pos + length].decode()
+        pos += length
+        dims = read(f"{read('I')}Q")
+        count = 1
+        for d in dims if isinstance(dims, tuple) else (dims,):
+            count *= d
+        tensors.append((name, GGMLQuantizationType(read("I")).name, count))
+        pos += 8  # offset of the tensor data
+    data.close()
+    return tensors
+
+
+def size_table(paths: dict[str, Path]) -> list[dict]:
+    """File size and bits per weight (file bits / weights in the GGUF) for each exported file."""
     rows = []
     for gguf_type, path in paths.items():
-        weights = sum(int(t.n_elements) for t in GGUFReader(path).tensors)
+        weights = sum(count for _, _, count in tensor_types(path))
         size = Path(path).stat().st_size
         rows.append({"type": gguf_type.upper(), "file": Path(path).name, "MB": round(size / 1e6, 1),
                      "bits/weight": round(size * 8 / weights, 2)})

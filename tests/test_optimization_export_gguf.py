@@ -61,6 +61,12 @@ def test_export_f16_and_q8_0_match_the_hf_logits(tiny, tmp_path):
     folder, model, tokenizer = tiny
     paths = export_gguf.export(str(folder), tmp_path, ["f16", "q8_0"], name="tiny")
     assert [p.name for p in paths.values()] == ["tiny.F16.gguf", "tiny.Q8_0.gguf"]
+    from gguf import GGUFReader
+
+    for path in paths.values():  # the fast header reader agrees with gguf's own reader
+        reference = [(t.name, t.tensor_type.name, int(t.n_elements)) for t in GGUFReader(path).tensors]
+        assert export_gguf.tensor_types(path) == reference
+    assert {kind for _, kind, _ in export_gguf.tensor_types(paths["q8_0"])} == {"Q8_0", "F32"}
     sizes = {row["type"]: row for row in export_gguf.size_table(paths)}
     assert sizes["Q8_0"]["MB"] < 0.65 * sizes["F16"]["MB"]  # 8.5 vs 16 bits, plus the tokenizer in both
     ids = tokenizer(PROMPT)["input_ids"]
@@ -109,6 +115,13 @@ def test_clear_errors_for_missing_model_adapter_and_unsupported_architecture(tmp
     (tmp_path / "not-an-adapter").mkdir()
     with pytest.raises(export_gguf.ExportError, match="not a peft adapter"):
         export_gguf.export(None, tmp_path, lora=tmp_path / "not-an-adapter")
+    prefix = tmp_path / "prefix-adapter"
+    prefix.mkdir()
+    (prefix / "adapter_config.json").write_text(json.dumps({"peft_type": "PREFIX_TUNING"}))
+    with pytest.raises(export_gguf.ExportError, match="PREFIX_TUNING adapter cannot be merged"):
+        export_gguf.export(None, tmp_path, lora=prefix)
+    with pytest.raises(export_gguf.ExportError, match="pass it as --lora"):
+        export_gguf.export(str(prefix), tmp_path)
     strange = tmp_path / "strange"
     strange.mkdir()
     (strange / "config.json").write_text(json.dumps({"architectures": ["NoSuchModelForCausalLM"]}))
