@@ -5,12 +5,16 @@ import warnings
 
 # tqdm falls back to text bars in notebooks without ipywidgets; its warning only adds noise.
 warnings.filterwarnings("ignore", message="IProgress not found")
-# bitsandbytes logs, on its first 4-bit matmul on a CPU, that an optional faster kernel package ("kernels") is
-# missing; its own kernel works.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 from common.data import DATASETS, corpus_text, load_dataset
 from common.env import measure, pick_device, pick_dtype, seed_everything, setup, versions
+
+# Library notices that say nothing about a lesson and print install paths. Set after torch is imported (its
+# logging set-up resets its own loggers): transformers imports torchao, when installed, on every model load, and
+# torchao logs that its CUDA kernels cannot load on a CPU and triggers a torch.compile deprecation notice;
+# bitsandbytes logs, on its first 4-bit matmul on a CPU, that an optional faster kernel package is missing.
+for _name in ("torchao", "torch.utils._pytree", "bitsandbytes.backends.cpu.ops"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 from common.models import (
                            EMBEDDED,
                            MINILM,
