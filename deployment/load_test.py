@@ -101,7 +101,7 @@ def start(server: str, model: str = SMOLLM2, gguf: str | None = None, vllm_pytho
         if not gguf or not Path(gguf).is_file():
             raise FileNotFoundError(f"llamacpp needs --gguf FILE (got {gguf!r}); make one with optimization/export_gguf.py")
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", name,
-                   "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", "4096",
+                   "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", "4096",
                    "--interrupt_requests", "False"]  # by default a new request cuts off the one being streamed
     elif server == "vllm":
         if not Path(vllm_python).is_file():

@@ -175,7 +175,7 @@ def run_llamacpp(gguf: str, items: list[Item], threads: int) -> tuple[float, lis
     except ImportError as err:
         raise SystemExit("the llamacpp backend needs llama-cpp-python: see deployment/README.md") from err
     llm = Llama(model_path=gguf, n_ctx=max(len(i.prompt) + i.new_tokens for i in items) + 8, n_threads=threads,
-                n_batch=512, verbose=False)
+                n_threads_batch=threads, n_batch=512, verbose=False)  # else the prompt uses every core
     start, timings = time.perf_counter(), []
     for item in items:
         llm.reset()

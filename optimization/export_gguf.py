@@ -340,7 +340,7 @@ def launch_server(gguf: str | Path, alias: str | None = None, threads: int = 2, 
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-               "--port", str(port), "--n_threads", str(threads), "--n_ctx", str(n_ctx),
+               "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", str(n_ctx),
                *(["--model_alias", alias] if alias else [])]
     log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block the server
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
