@@ -132,12 +132,13 @@ def load_model(name: str, kind: str = "causal-lm", dtype=None, device: str | Non
         raise ValueError(f"Unknown kind '{kind}'. Choose one of: {', '.join(KINDS)}.")
     transformers.utils.logging.disable_progress_bar()  # no per-tensor bars in lesson outputs
     auto = getattr(transformers, KINDS[kind])
+    # dtype goes to the constructor, never through model.to(dtype): .to() would also cast float32
+    # buffers such as the rotary inv_freq to bf16, which shifts every position's angle a little.
     if name.startswith("tiny-"):
-        model = auto.from_config(tiny_config(name.removeprefix("tiny-"), **kwargs))
+        config = tiny_config(name.removeprefix("tiny-"), **kwargs)
+        model = auto.from_config(config, dtype=dtype) if dtype is not None else auto.from_config(config)
     else:
         model = auto.from_pretrained(resolve_model(name), dtype=dtype or "auto", **kwargs)
-    if dtype is not None:
-        model = model.to(dtype)
     return model.to(device) if device else model
 
 

@@ -195,3 +195,12 @@ def test_import_common_from_any_folder(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import common; print(common.SMOLLM2)"], cwd=tmp_path,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "smollm2-135m-instruct"])
+def test_bf16_load_keeps_rotary_frequencies_in_float32(name):
+    # Casting with model.to(bfloat16) would round inv_freq to 3 significant digits and shift
+    # every rotary angle; the dtype must go to the constructor instead.
+    model = common.load_model(name, dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16
+    assert model.model.rotary_emb.inv_freq.dtype == torch.float32
