@@ -214,7 +214,23 @@ def check_sft_row(row, number: int, name: str, kind: str | None) -> dict:
     return {"prompt": row["prompt"], "completion": row["completion"]}
 
 
-CHECKS = {"sft": check_sft_row}  # each method: its row check (reward/dpo would check prompt/chosen/rejected)
+def check_pair_row(row, number: int, name: str, kind: str | None = None) -> dict:
+    """One preference row as {"prompt", "chosen", "rejected"} (strings, or message lists for all three)."""
+    if not isinstance(row, dict):
+        raise DataError(f"{name} row {number}: expected a JSON object with 'prompt', 'chosen' and 'rejected'")
+    for field in ("prompt", "chosen", "rejected"):
+        if field not in row:
+            raise DataError(f"{name} row {number}: no '{field}' field (fields: {', '.join(row) or 'none'})")
+        _check_turns(row[field], number, field, name)
+    if len({isinstance(row[f], str) for f in ("prompt", "chosen", "rejected")}) > 1:
+        raise DataError(f"{name} row {number}: 'prompt', 'chosen' and 'rejected' must all be strings or all lists")
+    if row["chosen"] == row["rejected"]:
+        raise DataError(f"{name} row {number}: 'chosen' and 'rejected' are the same answer")
+    return {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}
+
+
+# each method: the check of one row of its JSONL format (the method itself joins METHODS below)
+CHECKS = {"sft": check_sft_row, "reward": check_pair_row, "dpo": check_pair_row}
 
 
 def read_rows(path: str | Path, method: str = "sft") -> list[dict]:
@@ -381,6 +397,8 @@ def run_sft(args: argparse.Namespace) -> dict:
                    total_parameters=total, held_out_loss_before=round(before, 4), held_out_loss_after=round(after, 4),
                    resumed_from=checkpoint.name if checkpoint else None, world_size=trainer.args.world_size,
                    seconds_per_step=round(result.metrics["train_runtime"] / max(done, 1), 3))
+    metrics["summary"] = (f"sft ({args.peft}) on {args.data}: {args.steps} steps, {trainable:,} of {total:,} weights "
+                          f"trained; held-out loss {before:.3f} -> {after:.3f}. Saved to {args.output}")
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(output)
         tokenizer.save_pretrained(output)
@@ -438,10 +456,7 @@ def main(argv=None) -> int:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # one line
         return 2
     if os.environ.get("RANK", "0") == "0":
-        print(f"{metrics['method']} ({metrics['peft']}) on {metrics['data']}: {metrics['steps']} steps, "
-              f"{metrics['trainable_parameters']:,} of {metrics['total_parameters']:,} weights trained; held-out "
-              f"loss {metrics['held_out_loss_before']:.3f} -> {metrics['held_out_loss_after']:.3f}. "
-              f"Saved to {args.output}")
+        print(metrics["summary"])  # each run_<method> writes its own one-line result
     return 0
 
 
