@@ -15,6 +15,15 @@ from common.env import measure, pick_device, pick_dtype, seed_everything, setup,
 # bitsandbytes logs, on its first 4-bit matmul on a CPU, that an optional faster kernel package is missing.
 for _name in ("torchao", "torch.utils._pytree", "bitsandbytes.backends.cpu.ops"):
     logging.getLogger(_name).setLevel(logging.ERROR)
+
+# DeepSpeed, when installed, is imported by every Trainer run and logs "Setting accelerator to CPU" when it finds
+# no GPU. Naming the CPU up front is what it would pick anyway, without the notice.
+import os as _os
+
+import torch as _torch
+
+if not _torch.cuda.is_available():
+    _os.environ.setdefault("DS_ACCELERATOR", "cpu")
 from common.models import (
                            EMBEDDED,
                            MINILM,

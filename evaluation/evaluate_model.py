@@ -45,6 +45,7 @@ Python API (evaluation/01_perplexity.ipynb uses it):
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import inspect
 import io
@@ -305,14 +306,29 @@ def join_text(rows, column: str = "text", max_chars: int | None = None) -> str:
 
 @torch.inference_mode()
 def label_scores(model, tokenizer, text: str, labels: list[str], prompt: str = DEFAULT_PROMPT) -> list[float]:
-    """Log-probability of each label's tokens (" positive") after the prompt filled in with the text."""
+    """Log-probability of each label's tokens (" positive") after the prompt filled in with the text.
+
+    The prompt is read once; every label continues from a copy of its key/value cache, so eight labels cost about
+    one forward pass over the prompt instead of eight.
+    """
     context = encode(tokenizer, prompt.format(text=text, labels=", ".join(labels)))
+    label_ids = [tokenizer(" " + label, add_special_tokens=False)["input_ids"] for label in labels]
     limit = model_context(model) or 10**9
-    scores = []
-    for label in labels:
-        ids = tokenizer(" " + label, add_special_tokens=False)["input_ids"]
+    if len(context) + max(map(len, label_ids)) > limit:
         # a text too long for the model loses its beginning: the question and the label come last
-        scores.append(-float(token_losses(model, (context + ids)[-limit:])[-len(ids):].sum()))
+        return [-float(token_losses(model, (context + ids)[-limit:])[-len(ids):].sum()) for ids in label_ids]
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    out = model(input_ids=torch.tensor([context], device=model.device), use_cache=True, **keep)
+    first = out.logits[0, -1].float().log_softmax(-1)
+    scores = []
+    for ids in label_ids:
+        score = float(first[ids[0]])
+        if len(ids) > 1:  # the label's other tokens, each predicted from the prompt and the label so far
+            cache = copy.deepcopy(out.cache)
+            logits = model(input_ids=torch.tensor([ids[:-1]], device=model.device), cache=cache,
+                           use_cache=True).logits[0].float()
+            score += float(logits.log_softmax(-1)[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
+        scores.append(score)
     return scores
 
 

@@ -174,3 +174,17 @@ def test_cli_classify_scores_each_example_once(tmp_path, capsys):
     assert result["labels"] == ["bad", "good"] and result["examples"] == 6
     assert sum(result["predicted_counts"].values()) == 6 and result["true_counts"] == {"bad": 2, "good": 4}
     assert result["majority_class_accuracy"] == pytest.approx(4 / 6)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_label_scores_with_the_cache_equal_one_full_pass_per_label(name):
+    from common import load_model, load_tokenizer
+    model, tokenizer = load_model(name).eval(), load_tokenizer(name)
+    labels = ["positive", "negative", "interest rates", "money-fx currency"]  # one- and several-token labels
+    cached = em.label_scores(model, tokenizer, "a fine film with a dull middle", labels)
+    context = em.encode(tokenizer, em.DEFAULT_PROMPT.format(text="a fine film with a dull middle",
+                                                            labels=", ".join(labels)))
+    for label, score in zip(labels, cached, strict=True):
+        ids = tokenizer(" " + label, add_special_tokens=False)["input_ids"]
+        full = -float(em.token_losses(model, context + ids)[-len(ids):].sum())
+        assert score == pytest.approx(full, abs=1e-4)

@@ -26,6 +26,16 @@ if [ ! -f "$STAMP" ]; then
   "$PY" -c "import transformers, datasets, papermill" # fail here, not later, if pip failed
   rm -f $VENV/.requirements-* && touch "$STAMP"
 fi
+# DeepSpeed (fine-tuning/13, align.py --deepspeed) is published only as a source archive whose build imports torch.
+# Build it against the torch installed here (an isolated build would download another torch) and without compiling
+# its CUDA/C++ ops (they compile on first use, on a GPU machine). Its dependencies are pinned in requirements.txt.
+if ! "$PY" -c "import deepspeed" 2>/dev/null; then
+  echo "== installing deepspeed 0.19.8 (source archive, ops not compiled)"
+  DS_BUILD_OPS=0 "$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps \
+      deepspeed==0.19.8 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  "$PY" -c "import deepspeed" 2>/dev/null \
+    || echo "warning: deepspeed did not install; fine-tuning/13's DeepSpeed runs and their tests will skip" >&2
+fi
 if ! (cd / && "$OLDPWD/$PY" -c "import common") 2>/dev/null; then
   # makes `import common` work from any folder (notebooks run in their section folder)
   "$PY" -m pip install --quiet --no-deps -e . >/dev/null 2>&1 || "$PY" -m pip install --no-deps -e .
