@@ -1,4 +1,4 @@
-"""Align a chat model to instructions with TRL: supervised fine-tuning (SFT) now, one method per switch.
+"""Align a chat model with TRL, one method per switch: SFT, reward modelling, DPO and online RL (GRPO/RLOO).
 
 Examples:
   python fine-tuning/align.py --method sft --output runs/sft              # Python-docs instructions, LoRA
@@ -11,6 +11,16 @@ Examples:
   torchrun --nproc_per_node 2 fine-tuning/align.py --method sft --cpu --output runs/sft-ddp
   accelerate launch --multi_gpu --num_processes 2 fine-tuning/align.py --method sft --cpu --output runs/sft-ddp
   deepspeed --num_gpus 2 fine-tuning/align.py --method sft --deepspeed ds_zero2.json --output runs/sft-ds
+  python fine-tuning/align.py --method dpo --output runs/dpo              # preference pairs, LoRA, beta 0.1
+  python fine-tuning/align.py --method dpo --data my_pairs.jsonl --beta 0.3 --output runs/my-dpo
+  python fine-tuning/align.py --method dpo --model runs/sft-full --peft none --lr 5e-6 --output runs/dpo-full
+  python fine-tuning/finetune_classifier.py --max-steps 100 --max-length 64 --output runs/sentiment-rm
+  python fine-tuning/align.py --method rl --reward-model runs/sentiment-rm --output runs/rl   # positive reviews
+  python fine-tuning/align.py --method rl --algorithm rloo --reward-model runs/sentiment-rm --output runs/rloo
+  python fine-tuning/align.py --method rl --data python_docs --reward-model runs/rm --output runs/rl-docs
+  python fine-tuning/align.py --method reward --data preferences+python_docs --output runs/rm   # reward model
+  python fine-tuning/align.py --method reward --data my_pairs.jsonl --peft none --lr 2e-5 --output runs/my-rm
+  python fine-tuning/align.py --method reward --steps 200 --save-steps 50 --output runs/rm --resume
 
 --data is `python_docs` (default: an instruction set built from the Python language reference by
 python_docs_instructions(), split by topic so held-out prompts are about topics never trained on) or a JSONL
@@ -28,8 +38,29 @@ tokenizer, metrics.json (held-out loss before and after), log_history.json, sett
 works under torchrun, `accelerate launch` (on CPU: --multi_gpu --num_processes N; `--cpu` alone silently runs
 one process) and the deepspeed launcher with --deepspeed CONFIG.
 
+--method dpo trains on preference pairs: --data `preferences` (the default for dpo: 60 written pairs, train 41 /
+test 13 held out) or a JSONL file of {"prompt": "...", "chosen": "...", "rejected": "..."} rows (strings, or
+message lists for all three; 10% held out). The reference is the model with the LoRA adapter switched off (with
+--peft none: a frozen copy). metrics.json holds the held-out implied-reward accuracy and margin, and how often the
+reference and the trained policy give the chosen answer the higher log-probability.
+
+--method reward trains a reward model (the model with a one-output score head, LoRA plus the full head by
+default) on pairs with TRL's RewardTrainer: --data `python_docs` (off-topic pairs: a question's documentation
+answer vs the answer to a same-kind question about another topic, split by topic), `preferences` (train 41 /
+validation + test 19 held out), both as `preferences+python_docs`, or a JSONL file of pairs as for dpo (10% held
+out). metrics.json holds the held-out pairwise accuracy (chosen scored above rejected) before (random head) and
+after, with a Wilson 95% interval; held_out_scores.jsonl the reward of every held-out answer. Pairs longer than
+--max-length are skipped, not cut. Reload with load_reward_model(folder).
+
+--method rl samples --generations answers to each prompt, scores them with --reward-model (any sequence-classification
+folder: a classifier from finetune_classifier.py gives P(--reward-label); a reward model from --method reward its
+score) and trains with TRL's GRPOTrainer (--algorithm rloo: RLOOTrainer), KL penalty --beta (default 0.04) to the
+starting model. --data `rotten_tomatoes` (the default for rl: continue the opening words of a review), `python_docs`
+(the SFT instructions) or a JSONL file of {"prompt": "..."} rows. metrics.json holds the mean reward of 2 sampled
+answers to each of --eval-prompts held-out prompts, before and after. The code is in rl.py.
+
 Python API (import it from fine-tuning/, e.g. `from align import python_docs_instructions, make_sft_trainer`):
-  METHODS                                        the methods that work now: {"sft": run_sft}
+  METHODS                                        {"sft": run_sft, "dpo": run_dpo, "reward": run_reward, "rl": run_rl}
   python_docs_instructions(held_out_topics=12, seed=0) -> (train_rows, held_rows)  rows: prompt, completion, topic
   read_rows(path) -> rows                         JSONL messages or prompt/completion, checked (DataError)
   load_sft_data(data, seed=0) -> (train_rows, held_rows)
@@ -37,11 +68,22 @@ Python API (import it from fine-tuning/, e.g. `from align import python_docs_ins
   loss_mask(trainer, index=0) -> [(token, counted)]  which tokens of a training row carry loss
   generate_answers(model, tokenizer, prompts, max_new_tokens=64) -> [str]   greedy
   load_aligned(folder) -> (model, tokenizer)
+  load_pair_data(data, seed=0) -> (train_rows, held_rows)   preference pairs as chat messages
+  make_dpo_trainer(model, tokenizer, train_rows, held_rows, output_dir, steps, ..., beta=0.1) -> trl.DPOTrainer
+  load_reward_data(data, seed=0, held_out_topics=12) -> (train_pairs, held_pairs)  chat pairs + reason, source
+  load_reward_base(model, tokenizer) -> a one-output sequence-classification model (the reward model to train)
+  make_reward_trainer(model, tokenizer, train_pairs, held_pairs, output_dir, steps, ...) -> trl.RewardTrainer
+  score_pairs(model, tokenizer, pairs) -> (chosen_rewards, rejected_rewards);  pairwise_accuracy(...) -> (acc, lo, hi)
+  load_reward_model(folder) -> (model, tokenizer)
+  dpo_batch(trainer, indices) / completion_logps(model, batch) / dpo_loss(...)   the DPO loss from scratch
+  own_dpo_loss(trainer, batch), trl_dpo_loss(trainer, batch)  the same batch through both (they agree to 1e-5)
+  held_out_logps(trainer) -> logps; reward_stats(logps, beta) -> accuracy, margin, rewards
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -60,6 +102,8 @@ from common import SMOLLM2, ModelNotAvailable, load_dataset, load_model, load_to
 
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")  # peft 0.21 uses the old name
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# DPOTrainer imports DeepSpeed, which warns on every CPU-only machine that it found no GPU
+logging.getLogger("DeepSpeed").addFilter(lambda record: "Setting accelerator to CPU" not in record.getMessage())
 
 # ------------------------------------------------------------------------- data: the Python-docs recipe
 
@@ -343,6 +387,396 @@ def load_aligned(folder: str | Path):
     return peft.PeftModel.from_pretrained(model, folder), tokenizer
 
 
+# ---- DPO: direct preference optimisation on (prompt, chosen, rejected) pairs
+
+def as_chat_pair(row: dict) -> dict:
+    """A preference row in TRL's conversational form: the prompt as a user turn, each answer as an assistant turn."""
+    if isinstance(row["prompt"], list):  # already message lists (check_pair_row made sure all three are)
+        return {k: row[k] for k in ("prompt", "chosen", "rejected")}
+    return {"prompt": [{"role": "user", "content": row["prompt"]}],
+            "chosen": [{"role": "assistant", "content": row["chosen"]}],
+            "rejected": [{"role": "assistant", "content": row["rejected"]}]}
+
+
+def load_pair_data(data: str, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(train_rows, held_rows) of chat pairs: `preferences` (its train / test splits) or a JSONL file (10% held out)."""
+    if data == "preferences":
+        splits = load_dataset("preferences")
+        return [as_chat_pair(r) for r in splits["train"]], [as_chat_pair(r) for r in splits["test"]]
+    if not data.endswith(".jsonl"):
+        raise DataError(f"unknown data '{data}': give preferences or a .jsonl file of prompt/chosen/rejected rows")
+    rows = [as_chat_pair(r) for r in read_rows(data, "dpo")]
+    if len(rows) < 2:
+        raise DataError(f"{Path(data).name}: need at least 2 rows (one is held out for the held-out rewards)")
+    random.Random(seed).shuffle(rows)
+    n_held = max(1, round(0.1 * len(rows)))
+    return rows[n_held:], rows[:n_held]
+
+
+def make_dpo_trainer(model, tokenizer, train_rows: list[dict], held_rows: list[dict], output_dir: str | Path,
+                     steps: int, batch_size: int = 4, lr: float = 2e-4, beta: float = 0.1, peft: str = "lora",
+                     lora_r: int = 16, lora_alpha: int = 32, max_length: int = 256, warmup: float = 0.1,
+                     seed: int = 0, bf16: bool = False, cpu: bool | None = None, save_steps: int = 0,
+                     save_total_limit: int = 2, logging_steps: int | None = None, deepspeed: str | None = None,
+                     progress: bool = False):
+    """A TRL DPOTrainer (sigmoid loss, strength `beta`) with LoRA on every linear layer (peft="lora": the reference
+    is the same model with the adapter switched off) or full fine-tuning (peft="none": a frozen copy is the
+    reference), cosine schedule, and resumable checkpoints every `save_steps` (0: none)."""
+    import copy
+
+    import datasets
+    from peft import LoraConfig
+    from trl import DPOConfig, DPOTrainer
+
+    datasets.disable_progress_bars()  # the tokenizing bars would fill a notebook
+    cpu = not torch.cuda.is_available() if cpu is None else cpu
+    config = DPOConfig(
+        output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size, learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=warmup,
+        beta=beta, loss_type="sigmoid", max_length=max_length, seed=seed, data_seed=seed, use_cpu=cpu, bf16=bf16,
+        save_strategy="steps" if save_steps else "no", save_steps=save_steps or steps,
+        save_total_limit=save_total_limit, logging_steps=logging_steps or max(1, min(10, steps // 10)),
+        eval_strategy="no", report_to="none", disable_tqdm=not progress, dataloader_num_workers=0,
+        deepspeed=deepspeed, ddp_find_unused_parameters=False,
+        activation_checkpointing=False)  # TRL turns it on by default; a 135M model fits without recomputing
+    peft_config, ref_model = None, None
+    if peft == "lora":
+        peft_config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.05, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
+    else:  # TRL would reload the reference from the model's Hub id or path; a copy also works for tiny-* models
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    trainer = DPOTrainer(model=model, ref_model=ref_model, args=config,
+                         train_dataset=datasets.Dataset.from_list(train_rows),
+                         eval_dataset=datasets.Dataset.from_list(held_rows), processing_class=tokenizer,
+                         peft_config=peft_config)
+    if not progress:  # no bar and no printed log dicts; the numbers stay in trainer.state.log_history
+        trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    return trainer
+
+
+@contextlib.contextmanager
+def reference_model(trainer):
+    """The frozen reference policy of a DPO trainer: its ref_model, or with LoRA the model with the adapter off."""
+    if trainer.ref_model is not None:
+        yield trainer.ref_model
+    else:
+        with trainer.model.disable_adapter():
+            yield trainer.model
+
+
+def completion_logps(model, batch: dict) -> torch.Tensor:
+    """log p(completion | prompt) of each sequence in a DPO batch: the sum of the log-probabilities of its
+    completion tokens (each token is predicted from the position before it, hence the shift by one)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    token_logps = log_probs.gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    return (token_logps * batch["completion_mask"][:, 1:]).sum(dim=1)
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The DPO loss -log sigmoid(r_chosen - r_rejected), mean over pairs, with the implied rewards
+    r = beta * (log pi(answer) - log ref(answer)) of the chosen and of the rejected answers."""
+    chosen_rewards = beta * (policy_chosen - ref_chosen)
+    rejected_rewards = beta * (policy_rejected - ref_rejected)
+    return -torch.nn.functional.logsigmoid(chosen_rewards - rejected_rewards).mean(), chosen_rewards, rejected_rewards
+
+
+def dpo_batch(trainer, indices: list[int], split: str = "train") -> dict:
+    """One padded batch as the trainer builds it: the chosen sequences first, then the rejected ones."""
+    dataset = trainer.train_dataset if split == "train" else trainer.eval_dataset
+    batch = trainer.data_collator([dataset[i] for i in indices])
+    return {k: v.to(trainer.model.device) for k, v in batch.items()}
+
+
+def own_dpo_loss(trainer, batch: dict) -> torch.Tensor:
+    """The DPO loss of `batch` from scratch: four sequence log-probabilities, then dpo_loss."""
+    with torch.no_grad():
+        policy_chosen, policy_rejected = completion_logps(trainer.model, batch).chunk(2)
+        with reference_model(trainer) as ref:
+            ref_chosen, ref_rejected = completion_logps(ref, batch).chunk(2)
+    return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, trainer.args.beta)[0]
+
+
+def trl_dpo_loss(trainer, batch: dict) -> torch.Tensor:
+    """TRL's own loss on the same batch (DPOTrainer.compute_loss), without leaving its metrics in the next log."""
+    mode = "train" if trainer.model.training else "eval"
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+    trainer._metrics[mode].clear()  # compute_loss appends rewards/... for the next logged line; this was no step
+    return loss
+
+
+@torch.no_grad()
+def held_out_logps(trainer, batch_size: int = 4) -> dict[str, list[float]]:
+    """Sequence log-probabilities of every held-out pair under the policy and the reference."""
+    was_training = trainer.model.training
+    trainer.model.eval()
+    out: dict[str, list[float]] = {"policy_chosen": [], "policy_rejected": [], "ref_chosen": [], "ref_rejected": []}
+    for start in range(0, len(trainer.eval_dataset), batch_size):
+        batch = dpo_batch(trainer, list(range(start, min(start + batch_size, len(trainer.eval_dataset)))), "eval")
+        for name, logps in zip(("policy", "ref"), _policy_and_ref(trainer, batch), strict=True):
+            chosen, rejected = logps.chunk(2)
+            out[f"{name}_chosen"] += chosen.tolist()
+            out[f"{name}_rejected"] += rejected.tolist()
+    trainer.model.train(was_training)
+    return out
+
+
+def _policy_and_ref(trainer, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    policy = completion_logps(trainer.model, batch)
+    with reference_model(trainer) as ref:
+        return policy, completion_logps(ref, batch)
+
+
+def reward_stats(logps: dict[str, list[float]], beta: float) -> dict[str, float]:
+    """Implied-reward accuracy (share of pairs with r_chosen > r_rejected) and mean margin, plus how often the
+    reference (before DPO) and the policy (after) give the chosen answer the higher log-probability."""
+    t = {k: torch.tensor(v) for k, v in logps.items()}
+    chosen = beta * (t["policy_chosen"] - t["ref_chosen"])
+    rejected = beta * (t["policy_rejected"] - t["ref_rejected"])
+    return {"reward_accuracy": (chosen > rejected).float().mean().item(),
+            "reward_margin": (chosen - rejected).mean().item(),
+            "chosen_reward": chosen.mean().item(), "rejected_reward": rejected.mean().item(),
+            "ref_prefers_chosen": (t["ref_chosen"] > t["ref_rejected"]).float().mean().item(),
+            "policy_prefers_chosen": (t["policy_chosen"] > t["policy_rejected"]).float().mean().item()}
+
+
+def run_dpo(args: argparse.Namespace) -> dict:
+    """DPO end to end: pairs, training against the frozen reference, implied rewards on held-out pairs, save."""
+    data = args.data
+    if args.beta <= 0:
+        raise DataError(f"--beta must be above 0 (got {args.beta}); 0.1 is the usual start")
+    train_rows, held_rows = load_pair_data(data, args.seed)  # checked before the model is loaded
+    cpu = args.cpu or not torch.cuda.is_available()
+    args.bf16 = args.bf16 and bf16_supported("cpu" if cpu else "cuda")
+    settings = {k: getattr(args, k) for k in TRAINING_SETTINGS} | {"data": data, "beta": args.beta}
+    output, checkpoint, tokenizer, model = start_run(args, settings, "DPO on chat pairs")
+    trainer = make_dpo_trainer(model, tokenizer, train_rows, held_rows, output / "checkpoints", args.steps,
+                               args.batch_size, args.lr, args.beta, args.peft, args.lora_r, args.lora_alpha,
+                               args.max_length, args.warmup, args.seed, args.bf16, cpu, args.save_steps,
+                               args.save_total_limit, deepspeed=args.deepspeed, progress=not args.no_progress)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    held = reward_stats(held_out_logps(trainer, args.batch_size), args.beta)
+    trainable, total = count_parameters(trainer.model)
+    done = args.steps - (int(checkpoint.name.split("-")[1]) if checkpoint else 0)
+    train_log = [r for r in trainer.state.log_history if "rewards/margins" in r]
+    metrics = dict(method="dpo", model=args.model, data=data, peft=args.peft, beta=args.beta,
+                   train_rows=len(train_rows), held_out_rows=len(held_rows), steps=args.steps,
+                   trainable_parameters=trainable, total_parameters=total,
+                   train_margin_last=round(train_log[-1]["rewards/margins"], 4) if train_log else None,
+                   **{f"held_out_{k}": round(v, 4) for k, v in held.items()},
+                   resumed_from=checkpoint.name if checkpoint else None, world_size=trainer.args.world_size,
+                   seconds_per_step=round(result.metrics["train_runtime"] / max(done, 1), 3))
+    metrics["summary"] = (f"dpo ({args.peft}, beta {args.beta}) on {data}: {args.steps} steps, {trainable:,} of "
+                          f"{total:,} weights trained; held-out implied-reward accuracy {held['reward_accuracy']:.2f}, "
+                          f"margin {held['reward_margin']:+.3f}; prefers the chosen answer {held['ref_prefers_chosen']:.2f}"
+                          f" -> {held['policy_prefers_chosen']:.2f}. Saved to {args.output}")
+    finish_run(trainer, tokenizer, output, metrics)
+    return metrics
+
+
+# ---- reward modelling: a scalar score per (prompt, answer), trained on preference pairs (--method reward)
+
+REWARD_DATA = ("preferences", "python_docs")  # named sets; join with '+' (e.g. preferences+python_docs)
+
+
+def _as_messages(row: dict) -> dict:
+    """A pair as chat messages (as_chat_pair, from the DPO block) keeping its 'reason' and 'source'."""
+    return {**as_chat_pair(row), "reason": row.get("reason", ""), "source": row.get("source", "")}
+
+
+def off_topic_pairs(rows: list[dict], seed: int = 0) -> list[dict]:
+    """Pairs from instruction rows: chosen = the row's own answer, rejected = the answer to a question of the same
+    kind (its first word: Explain / Give / In) about another topic, drawn from `rows` only (seeded)."""
+    rng = random.Random(seed)
+    answers: dict[str, list] = {}  # the answers of each topic (a page can repeat a section of another page)
+    for row in rows:
+        answers.setdefault(row["topic"], []).append(row["completion"])
+    pairs = []
+    for row in rows:
+        kind = row["prompt"][0]["content"].split()[0]
+        others = [r for r in rows if r["topic"] != row["topic"] and r["completion"] not in answers[row["topic"]]]
+        others = [r for r in others if r["prompt"][0]["content"].split()[0] == kind] or others
+        if others:
+            pairs.append({"prompt": row["prompt"], "chosen": row["completion"],
+                          "rejected": rng.choice(others)["completion"], "reason": "off_topic (recipe)",
+                          "source": "python_docs", "topic": row["topic"]})
+    return pairs
+
+
+def load_reward_data(data: str, seed: int = 0, held_out_topics: int = 12) -> tuple[list[dict], list[dict]]:
+    """(train_pairs, held_pairs) of prompt/chosen/rejected chat messages plus 'reason' and 'source'.
+
+    preferences: the project's hand-written pairs (train split / validation + test splits held out);
+    python_docs: off_topic_pairs() of the SFT instruction set, split by topic (held-out pairs use held-out topics
+    only, minus answers that a training topic repeats word for word); names join with '+'; or a JSONL file of prompt/chosen/rejected rows (10% held out, at least one)."""
+    if data.endswith(".jsonl"):
+        rows = [_as_messages({**r, "source": Path(data).name}) for r in read_rows(data, "reward")]
+        if len(rows) < 2:
+            raise DataError(f"{Path(data).name}: need at least 2 pairs (one is held out for the held-out accuracy)")
+        random.Random(seed).shuffle(rows)
+        n_held = max(1, round(0.1 * len(rows)))
+        return rows[n_held:], rows[:n_held]
+    train, held = [], []
+    for name in data.split("+"):
+        if name == "preferences":
+            splits = load_dataset("preferences")
+            train += [_as_messages({**r, "source": name}) for r in splits["train"]]
+            held += [_as_messages({**r, "source": name}) for s in ("validation", "test") for r in splits[s]]
+        elif name == "python_docs":
+            train_rows, held_rows = python_docs_instructions(held_out_topics, seed)
+            seen = {r["completion"][0]["content"] for r in train_rows}  # a page can repeat a section of another
+            held_rows = [r for r in held_rows if r["completion"][0]["content"] not in seen]
+            train += off_topic_pairs(train_rows, seed)
+            held += off_topic_pairs(held_rows, seed)
+        else:
+            raise DataError(f"unknown data '{name}' for reward: give {', '.join(REWARD_DATA)} (joined with '+') "
+                            "or a .jsonl file of prompt/chosen/rejected rows")
+    return train, held
+
+
+def load_reward_base(name: str, tokenizer, dtype=None):
+    """A sequence-classification model with one output (the reward) on top of `name`; the score head is new
+    (random) unless `name` is already a reward model. The pad token tells it where each sequence ends."""
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
+
+    with suppress_seqcls_warning():  # no load report about the new score head and the unused lm_head
+        model = load_model(name, kind="seq-cls", dtype=dtype, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def _pair_dataset(rows: list[dict]):
+    import datasets
+    datasets.disable_progress_bars()
+    return datasets.Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
+
+
+def make_reward_trainer(model, tokenizer, train_rows: list[dict], held_rows: list[dict], output_dir: str | Path,
+                        steps: int, batch_size: int = 4, lr: float = 2e-4, peft: str = "lora", lora_r: int = 16,
+                        lora_alpha: int = 32, max_length: int = 256, warmup: float = 0.1, seed: int = 0,
+                        bf16: bool = False, cpu: bool | None = None, save_steps: int = 0, save_total_limit: int = 2,
+                        logging_steps: int | None = None, deepspeed: str | None = None, progress: bool = False):
+    """A TRL RewardTrainer (loss -log sigmoid(r_chosen - r_rejected)) with LoRA on every linear layer plus a fully
+    trained score head (peft="lora") or full fine-tuning (peft="none"). Pairs longer than max_length are skipped."""
+    from peft import LoraConfig
+    from trl import RewardConfig, RewardTrainer
+
+    cpu = not torch.cuda.is_available() if cpu is None else cpu
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    config = RewardConfig(
+        output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size, learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=warmup,
+        max_length=max_length, seed=seed, data_seed=seed, use_cpu=cpu, bf16=bf16,
+        save_strategy="steps" if save_steps else "no", save_steps=save_steps or steps,
+        save_total_limit=save_total_limit, logging_steps=logging_steps or max(1, min(10, steps // 10)),
+        eval_strategy="no", report_to="none", disable_tqdm=not progress, dataloader_num_workers=0,
+        deepspeed=deepspeed, ddp_find_unused_parameters=False, activation_checkpointing=False)
+    peft_config = None
+    if peft == "lora":  # the score head is new: it must train in full, not through a low-rank update
+        peft_config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules="all-linear",
+                                 task_type="SEQ_CLS", modules_to_save=["score"])
+    trainer = RewardTrainer(model=model, args=config, train_dataset=_pair_dataset(train_rows),
+                            eval_dataset=_pair_dataset(held_rows), processing_class=tokenizer,
+                            peft_config=peft_config)
+    if not progress:
+        trainer.remove_callback(transformers.trainer_callback.PrinterCallback)
+    return trainer
+
+
+@torch.no_grad()
+def score_pairs(model, tokenizer, rows: list[dict], batch_size: int = 8) -> tuple[list[float], list[float]]:
+    """(rewards of the chosen answers, rewards of the rejected ones), each sequence rendered as the trainer does:
+    the chat template over prompt + answer (a string pair: prompt + answer + EOS)."""
+    def ids(prompt, answer):
+        if isinstance(prompt, list):
+            return tokenizer.apply_chat_template(prompt + answer, tokenize=True, return_dict=True)["input_ids"]
+        return tokenizer(prompt + answer + tokenizer.eos_token)["input_ids"]
+
+    model.eval()
+    device = next(model.parameters()).device
+    sequences = [ids(r["prompt"], r[side]) for side in ("chosen", "rejected") for r in rows]
+    rewards = []
+    for start in range(0, len(sequences), batch_size):
+        batch = sequences[start:start + batch_size]
+        width = max(map(len, batch))  # right padding: the model reads the score at the last non-pad token
+        input_ids = torch.tensor([s + [tokenizer.pad_token_id] * (width - len(s)) for s in batch], device=device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch], device=device)
+        rewards += model(input_ids=input_ids, attention_mask=mask).logits[:, 0].float().tolist()
+    return rewards[:len(rows)], rewards[len(rows):]
+
+
+def pairwise_accuracy(chosen: list[float], rejected: list[float], z: float = 1.96) -> tuple[float, float, float]:
+    """Share of pairs where the chosen answer scores higher, with a Wilson 95% interval (lower, upper)."""
+    n = len(chosen)
+    acc = sum(c > r for c, r in zip(chosen, rejected, strict=True)) / n
+    centre, half = (acc + z * z / (2 * n)) / (1 + z * z / n), z * ((acc * (1 - acc) + z * z / (4 * n)) / n) ** 0.5
+    return acc, centre - half / (1 + z * z / n), centre + half / (1 + z * z / n)
+
+
+def load_reward_model(folder: str | Path):
+    """(reward model, tokenizer) from an `align.py --method reward` output folder."""
+    folder = Path(folder)
+    settings = json.loads((folder / "settings.json").read_text())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    if settings["peft"] == "none":
+        return transformers.AutoModelForSequenceClassification.from_pretrained(folder), tokenizer
+    import peft
+    base = folder / "base"
+    model = load_reward_base(str(base) if base.exists() else settings["model"], tokenizer)
+    return peft.PeftModel.from_pretrained(model, folder), tokenizer
+
+
+def run_reward(args: argparse.Namespace) -> dict:
+    """Reward modelling end to end: pairs, held-out pairwise accuracy with the new (random) head, training,
+    held-out accuracy after, save."""
+    train_rows, held_rows = load_reward_data(args.data, args.seed, args.held_out_topics)  # checked before the model
+    cpu = args.cpu or not torch.cuda.is_available()
+    args.bf16 = args.bf16 and bf16_supported("cpu" if cpu else "cuda")
+    settings = {k: getattr(args, k) for k in TRAINING_SETTINGS}
+
+    def load(name, tokenizer):
+        tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+        return load_reward_base(name, tokenizer)
+
+    output, checkpoint, tokenizer, model = start_run(args, settings, "reward modelling", load, needs_template=False)
+    if tokenizer.chat_template is None:  # plain-text pairs: prompt + answer + EOS
+        train_rows, held_rows = ([{**r, "prompt": _text(r["prompt"]) + "\n", "chosen": _text(r["chosen"]),
+                                   "rejected": _text(r["rejected"])} for r in rs] for rs in (train_rows, held_rows))
+    before = pairwise_accuracy(*score_pairs(model, tokenizer, held_rows))
+    trainer = make_reward_trainer(model, tokenizer, train_rows, held_rows, output / "checkpoints", args.steps,
+                                  args.batch_size, args.lr, args.peft, args.lora_r, args.lora_alpha,
+                                  args.max_length, args.warmup, args.seed, args.bf16, cpu, args.save_steps,
+                                  args.save_total_limit, deepspeed=args.deepspeed, progress=not args.no_progress)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    chosen, rejected = score_pairs(trainer.model, tokenizer, held_rows)
+    after = pairwise_accuracy(chosen, rejected)
+    trainable, total = count_parameters(trainer.model)
+    done = args.steps - (int(checkpoint.name.split("-")[1]) if checkpoint else 0)
+    metrics = dict(method="reward", model=args.model, data=args.data, peft=args.peft, train_pairs=len(train_rows),
+                   train_pairs_used=len(trainer.train_dataset), held_out_pairs=len(held_rows), steps=args.steps,
+                   trainable_parameters=trainable, total_parameters=total,
+                   held_out_accuracy_before=round(before[0], 4), held_out_accuracy_after=round(after[0], 4),
+                   held_out_accuracy_ci95=[round(after[1], 4), round(after[2], 4)],
+                   resumed_from=checkpoint.name if checkpoint else None, world_size=trainer.args.world_size,
+                   seconds_per_step=round(result.metrics["train_runtime"] / max(done, 1), 3))
+    metrics["summary"] = (f"reward ({args.peft}) on {args.data}: {args.steps} steps, {trainable:,} of {total:,} "
+                          f"weights trained; held-out pairwise accuracy {before[0]:.2f} -> {after[0]:.2f} "
+                          f"(n={len(held_rows)}, 95% CI {after[1]:.2f}-{after[2]:.2f}). Saved to {args.output}")
+    finish_run(trainer, tokenizer, output, metrics)
+    if trainer.is_world_process_zero():
+        with open(output / "held_out_scores.jsonl", "w") as f:
+            for row, c, r in zip(held_rows, chosen, rejected, strict=True):
+                f.write(json.dumps({"reason": row["reason"], "source": row["source"], "chosen_reward": round(c, 4),
+                                    "rejected_reward": round(r, 4)}) + "\n")
+    return metrics
+
+
+def _text(turns) -> str:
+    return turns if isinstance(turns, str) else "\n".join(m["content"] for m in turns)
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 TRAINING_SETTINGS = ("method", "model", "data", "peft", "lora_r", "lora_alpha", "max_length", "steps", "batch_size",
@@ -358,31 +792,48 @@ def _resume_from(args: argparse.Namespace, output: Path, settings: dict) -> Path
     if checkpoint is None:
         raise DataError(f"--resume: no complete checkpoint in {output.name}/checkpoints (run with --save-steps first)")
     old = json.loads((output / "settings.json").read_text()) if (output / "settings.json").exists() else {}
-    changed = [f"{k} {old.get(k)} -> {settings[k]}" for k in TRAINING_SETTINGS if old.get(k) != settings[k]]
+    changed = [f"{k} {old.get(k)} -> {settings[k]}" for k in settings if old.get(k) != settings[k]]
     if changed:
         raise DataError(f"--resume with other settings than the checkpointed run: {'; '.join(changed)}")
     return checkpoint
 
 
-def run_sft(args: argparse.Namespace) -> dict:
-    """Supervised fine-tuning end to end: data, held-out loss before, training, held-out loss after, save."""
+def start_run(args: argparse.Namespace, settings: dict, task: str, load=None, needs_template: bool = True):
+    """What every method does first: find the checkpoint to resume from, seed, load the tokenizer (it must have a
+    chat template unless needs_template=False) and the model (`load(name, tokenizer)`, default load_model), write
+    settings.json and, for LoRA on a random tiny model, the base weights the adapter needs to reload.
+    Returns (output folder, checkpoint or None, tokenizer, model)."""
     output = Path(args.output)
-    train_rows, held_rows = load_sft_data(args.data, args.seed, args.held_out_topics)  # checked before the model
-    cpu = args.cpu or not torch.cuda.is_available()
-    args.bf16 = args.bf16 and bf16_supported("cpu" if cpu else "cuda")
-    settings = {k: getattr(args, k) for k in TRAINING_SETTINGS}
     checkpoint = _resume_from(args, output, settings)
     seed_everything(args.seed)
     tokenizer = load_tokenizer(args.model)
-    if tokenizer.chat_template is None:
-        raise DataError(f"{args.model} has no chat template; SFT on chats needs one (use an instruct/chat model)")
-    model = load_model(args.model)
-    main_process = int(os.environ.get("RANK", 0)) == 0
-    if main_process:
+    if needs_template and tokenizer.chat_template is None:
+        raise DataError(f"{args.model} has no chat template; {task} needs one (use an instruct/chat model)")
+    model = load(args.model, tokenizer) if load else load_model(args.model)
+    if int(os.environ.get("RANK", 0)) == 0:
         output.mkdir(parents=True, exist_ok=True)
         (output / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
         if args.peft == "lora" and args.model.startswith("tiny-"):  # a random base: keep it to reload the adapter
             model.save_pretrained(output / "base")
+    return output, checkpoint, tokenizer, model
+
+
+def finish_run(trainer, tokenizer, output: Path, metrics: dict) -> None:
+    """Save the model (the adapter with LoRA), tokenizer, log history and metrics.json, on the main process only."""
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(output)
+        tokenizer.save_pretrained(output)
+        (output / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
+        (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def run_sft(args: argparse.Namespace) -> dict:
+    """Supervised fine-tuning end to end: data, held-out loss before, training, held-out loss after, save."""
+    train_rows, held_rows = load_sft_data(args.data, args.seed, args.held_out_topics)  # checked before the model
+    cpu = args.cpu or not torch.cuda.is_available()
+    args.bf16 = args.bf16 and bf16_supported("cpu" if cpu else "cuda")
+    settings = {k: getattr(args, k) for k in TRAINING_SETTINGS}
+    output, checkpoint, tokenizer, model = start_run(args, settings, "SFT on chats")
     trainer = make_sft_trainer(model, tokenizer, train_rows, held_rows, output / "checkpoints", args.steps,
                                args.batch_size, args.lr, args.peft, args.lora_r, args.lora_alpha, args.max_length,
                                args.warmup, args.seed, args.bf16, cpu, args.save_steps, args.save_total_limit,
@@ -399,16 +850,20 @@ def run_sft(args: argparse.Namespace) -> dict:
                    seconds_per_step=round(result.metrics["train_runtime"] / max(done, 1), 3))
     metrics["summary"] = (f"sft ({args.peft}) on {args.data}: {args.steps} steps, {trainable:,} of {total:,} weights "
                           f"trained; held-out loss {before:.3f} -> {after:.3f}. Saved to {args.output}")
-    if trainer.is_world_process_zero():
-        trainer.model.save_pretrained(output)
-        tokenizer.save_pretrained(output)
-        (output / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1) + "\n")
-        (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    finish_run(trainer, tokenizer, output, metrics)
     return metrics
 
 
-METHODS = {"sft": run_sft}  # reward, dpo and rl join here, each as run_<method> with its row check in CHECKS
+def run_rl(args: argparse.Namespace) -> dict:
+    """Online RL against a reward model (GRPO or RLOO); the code lives in rl.py, which builds on this file."""
+    from rl import run_rl as run
+    return run(args)
+
+
+METHODS = {"sft": run_sft, "dpo": run_dpo, "reward": run_reward, "rl": run_rl}
 DEFAULT_LR = {"lora": 2e-4, "none": 2e-5}
+DEFAULT_DATA = {"dpo": "preferences", "rl": "rotten_tomatoes"}  # others: python_docs
+DEFAULT_BETA = {"dpo": 0.1, "rl": 0.04}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -417,7 +872,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add = parser.add_argument
     add("--method", default="sft", choices=list(METHODS), help="alignment method (default sft)")
     add("--model", default=SMOLLM2, help=f"short name, local folder or Hub id of a chat model (default {SMOLLM2})")
-    add("--data", default="python_docs", help="python_docs or a .jsonl file (default python_docs)")
+    add("--data", help="a named set or a .jsonl file (default: python_docs; dpo: preferences; rl: rotten_tomatoes)")
     add("--output", required=True, help="folder for the model, metrics.json and checkpoints/")
     add("--peft", default="lora", choices=["lora", "none"], help="lora (default) or none (full fine-tuning)")
     add("--lora-r", type=int, default=16, help="LoRA rank (default 16)")
@@ -428,6 +883,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--batch-size", type=int, default=4, help="rows per step and process (default 4)")
     add("--lr", type=float, help="peak learning rate (default 2e-4 with LoRA, 2e-5 full)")
     add("--warmup", type=float, default=0.1, help="warm-up: share of the steps if < 1, else steps (default 0.1)")
+    add("--beta", type=float, help="dpo: strength of the pull towards the reference (default 0.1); rl: weight of "
+                                   "the KL penalty to the starting model (default 0.04)")
+    add("--reward-model", help="rl: folder of a sequence-classification model that scores the answers")
+    add("--reward-label", default="positive", help="rl: the label whose probability is the reward, for a "
+                                                   "classifier with several labels (default positive)")
+    add("--algorithm", default="grpo", choices=["grpo", "rloo"], help="rl: GRPO (default) or RLOO advantages")
+    add("--generations", type=int, default=4, help="rl: answers sampled per prompt (default 4; --batch-size "
+                                                   "answers per step)")
+    add("--max-new-tokens", type=int, default=24, help="rl: longest sampled answer in tokens (default 24)")
+    add("--eval-prompts", type=int, default=32, help="rl: held-out prompts for the reward before/after (default 32)")
     add("--seed", type=int, default=0, help="seed of the split, data order and new weights (default 0)")
     add("--save-steps", type=int, default=0, help="checkpoint every N steps, for --resume (0: none)")
     add("--save-total-limit", type=int, default=2, help="checkpoints kept (default 2)")
@@ -444,6 +909,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if (args.lr is not None and args.lr <= 0) or args.save_steps < 0:
         parser.exit(2, "error: need --lr > 0 and --save-steps >= 0\n")
     args.lr = args.lr or DEFAULT_LR[args.peft]
+    args.data = args.data or DEFAULT_DATA.get(args.method, "python_docs")
+    args.beta = DEFAULT_BETA.get(args.method, 0.1) if args.beta is None else args.beta
+    if args.method == "rl" and (args.generations < 2 or args.batch_size % args.generations):
+        parser.exit(2, "error: rl needs --generations >= 2 and a --batch-size that is a multiple of it\n")
     return args
 
 
