@@ -102,8 +102,6 @@ from common import SMOLLM2, ModelNotAvailable, load_dataset, load_model, load_to
 
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")  # peft 0.21 uses the old name
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-# DPOTrainer imports DeepSpeed, which warns on every CPU-only machine that it found no GPU
-logging.getLogger("DeepSpeed").addFilter(lambda record: "Setting accelerator to CPU" not in record.getMessage())
 
 # ------------------------------------------------------------------------- data: the Python-docs recipe
 
