@@ -50,7 +50,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer  # noqa: E402
+from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, read_jsonl  # noqa: E402
 
 PROBLEMS = ROOT / "data" / "code_problems.jsonl"
 MODES = ("chat", "prefill", "raw")
@@ -69,19 +69,9 @@ class CodegenError(ValueError):
 def load_problems(path: str | Path = PROBLEMS) -> list[dict]:
     """Read and check a problem file: one JSON object per line with id, prompt, entry_point, tests (strings)."""
     path = Path(path)
-    if not path.is_file():
-        raise CodegenError(f"no problem file at '{path}'")
     problems, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, row in read_jsonl(path, CodegenError):
         where = f"{path.name} line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CodegenError(f"{where}: not valid JSON ({err.msg})") from err
-        if not isinstance(row, dict):
-            raise CodegenError(f"{where}: expected a JSON object, got {type(row).__name__}")
         for field in FIELDS:
             if not isinstance(row.get(field), str) or not row[field].strip():
                 raise CodegenError(f"{where}: field '{field}' is missing or not a non-empty string")
@@ -91,8 +81,6 @@ def load_problems(path: str | Path = PROBLEMS) -> list[dict]:
             raise CodegenError(f"{where}: the prompt does not define entry_point '{row['entry_point']}'")
         seen.add(row["id"])
         problems.append(row)
-    if not problems:
-        raise CodegenError(f"{path.name}: no problems in the file")
     return problems
 
 

@@ -26,7 +26,6 @@ Python API (applications/07_conversational_qa.ipynb uses it):
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rag  # noqa: E402
 from rag import ROOT, RagError  # noqa: E402
 
-from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer  # noqa: E402
+from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, read_jsonl  # noqa: E402
 
 DATA = ROOT / "data" / "conversational_qa.jsonl"
 FIELDS = ("question", "rewrite", "answer", "topic", "evidence")
@@ -82,17 +81,9 @@ def load_conversations(path: str | Path = DATA, docs: dict[str, str] | None = No
     """Conversations from a JSON-lines file ({"id", "turns": [{question, rewrite, answer, topic, evidence}]}).
     With `docs` ({topic: text}), also checks that every evidence string occurs in its topic's text."""
     path = Path(path)
-    if not path.is_file():
-        raise ConversationError(f"no conversation file at '{path}'")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ConversationError(f"{path.name} line {n}: not JSON ({err.msg})") from err
-        turns = row.get("turns") if isinstance(row, dict) else None
+    for n, row in read_jsonl(path, ConversationError):
+        turns = row.get("turns")
         if not isinstance(turns, list) or not turns:
             raise ConversationError(f"{path.name} line {n}: needs a non-empty 'turns' list")
         for t, turn in enumerate(turns, 1):
@@ -102,8 +93,6 @@ def load_conversations(path: str | Path = DATA, docs: dict[str, str] | None = No
             if docs is not None:
                 evidence_span(docs, turn["topic"], turn["evidence"], where=f"{path.name} line {n}, turn {t}")
         rows.append({"id": row.get("id", f"conv-{n:03d}"), "turns": turns})
-    if not rows:
-        raise ConversationError(f"{path.name} has no conversations")
     return rows
 
 

@@ -43,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "applications"))
-from common import SMOLLM2, ModelNotAvailable, load_dataset, load_model, load_tokenizer  # noqa: E402
+from common import SMOLLM2, ModelNotAvailable, load_dataset, load_model, load_tokenizer, read_jsonl  # noqa: E402
 
 QUESTIONS = ROOT / "data" / "kb_questions.jsonl"
 MODES = ("lookup", "sql")
@@ -322,13 +322,7 @@ def lookup_to_sql(lookup: dict) -> tuple[str, tuple]:
 
 def load_questions(path: str | Path = QUESTIONS) -> list[dict]:
     """Rows of a question file: id, type, question, answer (gold), sql (the gold query)."""
-    path = Path(path)
-    if not path.is_file():
-        raise KbError(f"no question file at '{path}'")
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        raise KbError(f"'{path}' is not JSON Lines (line {err.lineno})") from err
+    return [row for _, row in read_jsonl(path, KbError)]
 
 
 def _norm(text: str) -> str:

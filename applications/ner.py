@@ -56,6 +56,7 @@ from finetune_classifier import (  # noqa: E402
     tokenize_splits,
 )
 
+import common  # noqa: E402
 from common import DATASETS, MINILM, ModelNotAvailable, load_model, load_tokenizer  # noqa: E402
 
 BIO_TAG = re.compile(r"O|[BI]-\S+")
@@ -84,14 +85,8 @@ def _check_row(tokens, tags, where: str) -> None:
 def read_jsonl(path: Path) -> list[dict]:
     """Rows {"tokens": [...], "tags": [...]} of a JSONL file, checked line by line."""
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise NerError(f"{path.name} line {number} is not valid JSON: {err.msg}") from None
-        if not isinstance(row, dict) or "tokens" not in row or "tags" not in row:
+    for number, row in common.read_jsonl(path, NerError):
+        if "tokens" not in row or "tags" not in row:
             raise NerError(f"{path.name} line {number}: expected an object with 'tokens' and 'tags'")
         _check_row(row["tokens"], row["tags"], f"{path.name} line {number}")
         rows.append({"tokens": [str(t) for t in row["tokens"]], "tags": row["tags"]})

@@ -6,7 +6,7 @@ import warnings
 # tqdm falls back to text bars in notebooks without ipywidgets; its warning only adds noise.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from common.data import DATASETS, corpus_text, load_dataset
+from common.data import DATASETS, corpus_text, load_dataset, read_jsonl
 from common.env import measure, pick_device, pick_dtype, seed_everything, setup, versions
 
 # Library notices that say nothing about a lesson and print install paths. Set after torch is imported (its
@@ -37,4 +37,4 @@ from common.models import (
 
 __all__ = ["DATASETS", "EMBEDDED", "MINILM", "SMOLLM2", "ModelNotAvailable", "corpus_text",
            "load_dataset", "load_model", "load_tokenizer", "measure", "pick_device", "pick_dtype",
-           "resolve_model", "seed_everything", "setup", "tiny_config", "versions"]
+           "read_jsonl", "resolve_model", "seed_everything", "setup", "tiny_config", "versions"]

@@ -141,9 +141,34 @@ def _python_code() -> DatasetDict:
     return _split(Dataset.from_list(rows), test=0.05, validation=0.05)
 
 
+def read_jsonl(path: str | Path, error: type[Exception] = ValueError) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSONL file.
+
+    Scripts read users' files with it, so every problem is one line that names the file and the line, raised as
+    `error` (each script's own error class, which its CLI turns into a message and exit code 2). Fields are the
+    caller's to check.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"no such file: {path}" if not path.exists() else f"not a file: {path}")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise error(f"{path.name}, line {number}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise error(f"{path.name}, line {number}: expected a JSON object, one per line")
+        rows.append((number, row))
+    if not rows:
+        raise error(f"{path.name} holds no rows")
+    return rows
+
+
 def _written(name: str, splits: dict[str, float] | None, label: str | None = None) -> DatasetDict:
-    rows = [json.loads(line) for line in (WRITTEN / f"{name}.jsonl").read_text("utf-8").splitlines()]
-    ds = Dataset.from_list(rows)
+    ds = Dataset.from_list([row for _, row in read_jsonl(WRITTEN / f"{name}.jsonl")])
     if label:
         ds = ds.cast_column(label, ClassLabel(names=sorted(set(ds[label]))))
     if splits is None:

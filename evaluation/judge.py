@@ -60,6 +60,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+import common  # noqa: E402
 from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer  # noqa: E402
 
 GOLD_PAIRS = ROOT / "data" / "preferences.jsonl"
@@ -94,23 +95,7 @@ class Pair:
 
 def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line; errors name the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no such file: {path}" if not path.exists() else f"not a file: {path}")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path.name}, line {number}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path.name}, line {number}: expected a JSON object, one per line")
-        rows.append((number, row))
-    if not rows:
-        raise DataError(f"{path.name} holds no rows")
-    return rows
+    return common.read_jsonl(path, DataError)
 
 
 def _text_field(path: Path, number: int, row: dict, name: str) -> str:

@@ -98,6 +98,7 @@ import torch
 import transformers
 from finetune_lm import DataError, bf16_supported, check_messages, count_parameters, last_checkpoint
 
+import common
 from common import SMOLLM2, ModelNotAvailable, load_dataset, load_model, load_tokenizer, seed_everything
 
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")  # peft 0.21 uses the old name
@@ -278,19 +279,9 @@ CHECKS = {"sft": check_sft_row, "reward": check_pair_row, "dpo": check_pair_row}
 def read_rows(path: str | Path, method: str = "sft") -> list[dict]:
     """Rows of a JSONL file for `method`, every row checked; errors name the row (1-based line) and field."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file not found: {path}")
-    lines = [(i + 1, line) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()) if line.strip()]
-    if not lines:
-        raise DataError(f"data file is empty: {path.name}")
     rows, kind = [], None
-    for number, line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path.name} row {number}: not valid JSON ({err.msg})") from None
-        if kind is None and isinstance(row, dict):
-            kind = "messages" if "messages" in row else "prompt"
+    for number, row in common.read_jsonl(path, DataError):
+        kind = kind or ("messages" if "messages" in row else "prompt")
         rows.append(CHECKS[method](row, number, path.name, kind))
     return rows
 

@@ -68,6 +68,7 @@ import torch
 import transformers
 from instruct_task import answer_accuracy, collate, encode, heldout_loss, sentiment_examples
 
+import common
 from common import SMOLLM2, ModelNotAvailable, load_dataset, load_model, load_tokenizer, seed_everything
 
 # bitsandbytes (imported by peft) logs that an optional faster CPU kernel package is missing; its own kernel works.
@@ -171,17 +172,8 @@ def check_messages(messages, row: int, name: str) -> None:
 def read_jsonl(path: str | Path) -> tuple[str, list]:
     """("text", [str, ...]) or ("messages", [chat, ...]) from a JSONL file; the first row decides which."""
     path = Path(path)
-    lines = [(i + 1, line) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()) if line.strip()]
-    if not lines:
-        raise DataError(f"data file is empty: {path.name}")
     kind, rows = None, []
-    for number, line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path.name} row {number}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path.name} row {number}: expected a JSON object with a 'text' or 'messages' field")
+    for number, row in common.read_jsonl(path, DataError):
         if kind is None:
             kind = "messages" if "messages" in row else "text" if "text" in row else None
             if kind is None:

@@ -89,7 +89,7 @@ def test_bad_problem_file_is_one_line_error(tmp_path):
     bad.write_text("{not json\n")
     result = run("--problems", bad)
     assert result.returncode == 2 and "line 1: not valid JSON" in result.stderr and "Traceback" not in result.stderr
-    with pytest.raises(codegen.CodegenError, match="no problem file"):
+    with pytest.raises(codegen.CodegenError, match="no such file"):
         codegen.load_problems(tmp_path / "missing.jsonl")
     result = run("--samples", 3)
     assert result.returncode == 2 and "--temperature > 0" in result.stderr

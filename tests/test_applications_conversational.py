@@ -138,7 +138,7 @@ def test_check_and_clear_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"turns": [{"question": "q"}]}\n')
     for args, message in [(("check", bad), "line 1, turn 1: missing or empty rewrite"),
-                          (("check", tmp_path / "none.jsonl"), "no conversation file"),
+                          (("check", tmp_path / "none.jsonl"), "no such file"),
                           (("ask", tmp_path, "q?", "--no-generate", "--no-rewrite"), "no index in"),
                           (("ask", tmp_path), "at least one non-empty question")]:
         result = run(*args)

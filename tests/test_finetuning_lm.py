@@ -102,13 +102,13 @@ def write(folder, name, text):
 
 BAD = {
     "empty txt": (lambda d: ["--data", write(d, "e.txt", "")], "data file is empty: e.txt"),
-    "empty jsonl": (lambda d: ["--data", write(d, "e.jsonl", "\n\n")], "data file is empty: e.jsonl"),
+    "empty jsonl": (lambda d: ["--data", write(d, "e.jsonl", "\n\n")], "e.jsonl holds no rows"),
     "row without a field": (lambda d: ["--data", write(d, "a.jsonl", '{"prompt": "hi", "answer": "yo"}\n')],
                             "a.jsonl row 1: no 'text' or 'messages' field (fields: prompt, answer)"),
     "row missing text": (lambda d: ["--data", write(d, "b.jsonl", '{"text": "one"}\n{"body": "two"}\n')],
                          "b.jsonl row 2: no 'text' field"),
     "row not json": (lambda d: ["--data", write(d, "c.jsonl", '{"text": "one"}\n{text: two}\n')],
-                     "c.jsonl row 2: not valid JSON"),
+                     "c.jsonl, line 2: not valid JSON"),
     "messages not a list": (lambda d: ["--data", write(d, "m.jsonl", '{"messages": "hello"}\n')],
                             "m.jsonl row 1: 'messages' must be a non-empty list"),
     "message without content": (
