@@ -21,7 +21,8 @@ Python API (import it from optimization/):
       kv_dtype: the cache and attention run in float32 by default, even for a bf16 model, because PyTorch's
       CPU attention kernel is several times slower in bf16 than in fp32 (measured); use bf16 on a GPU.
       prepack: for a bf16 model on CPU (the default there), the linear weights are reordered once into the
-      matmul kernel's blocked layout, with bit-identical results; rebuild the engine if the weights change.
+      matmul kernel's blocked layout and q/k/v and gate/up are fused into one matmul each, with bit-identical
+      results (checked at start-up); rebuild the engine if the weights change.
   engine.add(prompt_ids, max_new_tokens=64, temperature=0.0, top_p=1.0, stop=(), seed=None, ignore_eos=False)
   engine.step() -> [(request, token_id), ...]        one forward pass; the tokens it produced
   engine.run() -> finished requests                   step until every request is done
@@ -97,6 +98,11 @@ class PagedKVCache:
         self.free.extend(request.blocks)
         request.blocks, request.cached = [], 0
 
+    def blocks(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of one layer as (num_blocks, block_size, kv_heads, head_dim) views of the pool."""
+        shape = (self.num_blocks, self.block_size, *self.k.shape[2:])
+        return self.k[layer].view(shape), self.v[layer].view(shape)
+
     def slots(self, request: Request, start: int, end: int, device) -> torch.Tensor:
         """Flat slot index of positions start..end-1 of a request: block * block_size + offset."""
         pos = torch.arange(start, end)
@@ -168,7 +174,7 @@ class Engine:
             return []
         rows = list(self.running)
         logits = self._forward(rows)
-        greedy = logits.argmax(-1).tolist()  # one call for the whole batch; sampled rows are redone below
+        greedy = logits.float().argmax(-1).tolist()  # one call for the whole batch; sampled rows are redone below
         self.steps += 1
         events = []
         for request, row_logits, best in zip(rows, logits, greedy, strict=True):
@@ -240,13 +246,22 @@ class Engine:
         return self._linear(self.model.lm_head, inner.norm(x[0, last]))  # (rows, V)
 
     def _mlp(self, mlp, h: torch.Tensor) -> torch.Tensor:
-        return self._linear(mlp.down_proj, mlp.act_fn(self._linear(mlp.gate_proj, h)) * self._linear(mlp.up_proj, h))
+        gate, up = self._projections((mlp.gate_proj, mlp.up_proj), h)
+        return self._linear(mlp.down_proj, mlp.act_fn(gate) * up)
 
-    def _linear(self, module, h: torch.Tensor) -> torch.Tensor:
-        packed = self.packed.get(module)
-        if packed is None:
+    def _linear(self, module, h: torch.Tensor, packed: dict | None = None) -> torch.Tensor:
+        weight = (self.packed if packed is None else packed).get(module)
+        if weight is None:
             return module(h)
-        return torch.ops.mkldnn._linear_pointwise(h, packed, module.bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(h, weight, module.bias, "none", [], "")
+
+    def _projections(self, modules: tuple, h: torch.Tensor, packed: dict | None = None) -> tuple[torch.Tensor, ...]:
+        """Outputs of linears that read the same input: one matmul when their weights were fused in `_prepack`."""
+        weight = (self.packed if packed is None else packed).get(modules)
+        if weight is None:
+            return tuple(self._linear(m, h, packed) for m in modules)
+        out = torch.ops.mkldnn._linear_pointwise(h, weight, None, "none", [], "")
+        return out.split([m.out_features for m in modules], dim=-1)
 
     # ---- prepacked weights (bf16 on CPU) ------------------------------------------------------------------
     # oneDNN's bf16 matmul reorders a plain (out, in) weight into its blocked layout on EVERY call. Doing it
@@ -256,16 +271,28 @@ class Engine:
         return (self.device.type == "cpu" and self.dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
                 and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
+    # Linears that read the same input (q, k, v; gate, up) are also fused into one matmul each: fewer, larger
+    # calls, since on a CPU a decode step is dominated by the fixed cost of ~200 small matmuls.
     def _prepack(self) -> dict:
-        names = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-        modules = [getattr(part, name) for layer in self.model.model.layers
-                   for part in (layer.self_attn, layer.mlp) for name in names if hasattr(part, name)]
-        modules.append(self.model.lm_head)
-        packed = {m: torch.ops.mkldnn._reorder_linear_weight(m.weight.detach(), self.max_batch) for m in modules}
-        probe = torch.randn(2, modules[0].in_features, dtype=self.dtype)
-        if not torch.equal(torch.ops.mkldnn._linear_pointwise(probe, packed[modules[0]], None, "none", [], ""),
-                           F.linear(probe, modules[0].weight)):
-            return {}  # this build's packed kernel rounds differently: keep the plain path
+        def pack(weight: torch.Tensor):
+            return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), self.max_batch)
+
+        singles = [self.model.lm_head]
+        groups = []
+        for layer in self.model.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            singles += [attn.o_proj, mlp.down_proj]
+            groups += [(attn.q_proj, attn.k_proj, attn.v_proj), (mlp.gate_proj, mlp.up_proj)]
+        packed = {m: pack(m.weight) for m in singles}
+        packed |= {g: pack(torch.cat([m.weight for m in g])) for g in groups}
+        for rows in (1, 5, 64):  # the packed (and fused) kernels must round exactly as plain F.linear
+            probe = torch.randn(rows, singles[1].in_features, dtype=self.dtype)
+            group, single = groups[0], singles[1]
+            fused = self._projections(group, probe, packed)
+            plain = [F.linear(probe, m.weight) for m in group]
+            if not (torch.equal(self._linear(single, probe, packed), F.linear(probe, single.weight))
+                    and all(torch.equal(a, b) for a, b in zip(fused, plain, strict=True))):
+                return {}  # this build's packed kernel rounds differently: keep the plain path
         return packed
 
     def _attention_plan(self, rows: list[Request], new: list[list[int]]) -> dict:
@@ -275,39 +302,32 @@ class Engine:
         plan = {"decode": None, "prefill": []}
         if decode:
             lengths = torch.tensor([len(rows[i].tokens) for i in decode])
-            width = int(lengths.max())
-            table = torch.stack([self._padded_slots(rows[i], width) for i in decode])  # (Bd, L)
-            mask = (torch.arange(width)[None] < lengths[:, None])[:, None, None]  # (Bd, 1, 1, L)
+            width = self.cache.blocks_for(int(lengths.max()))  # in blocks
+            # whole blocks are gathered (a few large copies instead of one per token), padded with block 0
+            table = torch.tensor([rows[i].blocks[:width] + [0] * (width - len(rows[i].blocks[:width]))
+                                  for i in decode])  # (Bd, blocks)
+            positions = torch.arange(width * self.cache.block_size)
+            mask = (positions[None] < lengths[:, None])[:, None, None]  # (Bd, 1, 1, L): padding masked out
             plan["decode"] = (torch.tensor([offsets[i] for i in decode], device=self.device),
                               table.to(self.device), mask.to(self.device))
-        for i, seq in enumerate(new):
-            if len(seq) > 1:
-                r, end = rows[i], len(rows[i].tokens)
-                q_pos = torch.arange(r.cached, end)
-                mask = torch.arange(end)[None] <= q_pos[:, None]  # causal, (T, L)
-                plan["prefill"].append((offsets[i], offsets[i + 1], self.cache.slots(r, 0, end, self.device),
-                                        mask[None, None].to(self.device)))
+        # a prompt row (its first step, or a recompute after preemption) has nothing cached before it
+        plan["prefill"] = [(offsets[i], offsets[i + 1]) for i, seq in enumerate(new) if len(seq) > 1]
         return plan
-
-    def _padded_slots(self, request: Request, width: int) -> torch.Tensor:
-        """Slots of positions 0..len-1, padded with slot 0 up to `width` (masked out in attention)."""
-        slots = self.cache.slots(request, 0, len(request.tokens), "cpu")
-        return F.pad(slots, (0, width - len(slots)))
 
     def _attention(self, layer: int, attn, h: torch.Tensor, cos, sin, slots, plan) -> torch.Tensor:
         """Grouped-query attention for N packed tokens (h: (N, D)), reading and writing the paged cache."""
         n, dh = h.shape[0], self.head_dim
-        q = self._linear(attn.q_proj, h).view(n, self.heads, dh)
-        k = self._linear(attn.k_proj, h).view(n, self.kv_heads, dh)
-        v = self._linear(attn.v_proj, h).view(n, self.kv_heads, dh)
+        q, k, v = self._projections((attn.q_proj, attn.k_proj, attn.v_proj), h)
+        q, k, v = q.view(n, self.heads, dh), k.view(n, self.kv_heads, dh), v.view(n, self.kv_heads, dh)
         q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
         q, k, v = (t.to(self.cache.k.dtype) for t in (q, k, v))  # attention in the cache's dtype (see kv_dtype)
-        keys, values, out = self.cache.k[layer], self.cache.v[layer], torch.empty_like(q)
-        keys.index_copy_(0, slots, k)  # write before reading: a token attends to itself
-        values.index_copy_(0, slots, v)
+        out = torch.empty_like(q)
+        self.cache.k[layer].index_copy_(0, slots, k)  # write before reading: a token attends to itself
+        self.cache.v[layer].index_copy_(0, slots, v)
         if plan["decode"] is not None:
             index, table, mask = plan["decode"]
-            shape = (*table.shape, self.kv_heads, dh)
+            keys, values = self.cache.blocks(layer)  # (blocks, block_size, K, Dh)
+            shape = (table.shape[0], -1, self.kv_heads, dh)
             kd = keys.index_select(0, table.flatten()).view(shape).transpose(1, 2)  # (Bd, K, L, Dh)
             vd = values.index_select(0, table.flatten()).view(shape).transpose(1, 2)
             everyone = len(index) == n  # the usual case: every row is decoding, no gather/scatter needed
@@ -317,9 +337,7 @@ class Engine:
                 out = od
             else:
                 out[index] = od
-        for start, end, row_slots, mask in plan["prefill"]:
-            kp = keys.index_select(0, row_slots).transpose(0, 1)[None]  # (1, K, L, Dh)
-            vp = values.index_select(0, row_slots).transpose(0, 1)[None]
-            qp = q[start:end].transpose(0, 1)[None]  # (1, H, T, Dh)
-            out[start:end] = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=mask, enable_gqa=True)[0].transpose(0, 1)
+        for start, end in plan["prefill"]:  # causal attention over the row's own fresh keys
+            qp, kp, vp = (t[start:end].transpose(0, 1)[None] for t in (q, k, v))  # (1, heads, T, Dh)
+            out[start:end] = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, enable_gqa=True)[0].transpose(0, 1)
         return self._linear(attn.o_proj, out.reshape(n, self.heads * dh).to(h.dtype))
