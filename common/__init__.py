@@ -1,4 +1,4 @@
-"""Shared helpers for every lesson and script: models, data, device/seed, measuring."""
+"""Shared helpers for every lesson and script: models, data, device/seed, measuring, intervals."""
 
 import logging
 import warnings
@@ -8,6 +8,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 from common.data import DATASETS, corpus_text, load_dataset, read_jsonl
 from common.env import measure, pick_device, pick_dtype, seed_everything, setup, versions
+from common.stats import wilson
 
 # Library notices that say nothing about a lesson and print install paths. Set after torch is imported (its
 # logging set-up resets its own loggers): transformers imports torchao, when installed, on every model load, and
@@ -37,4 +38,4 @@ from common.models import (
 
 __all__ = ["DATASETS", "EMBEDDED", "MINILM", "SMOLLM2", "ModelNotAvailable", "corpus_text",
            "load_dataset", "load_model", "load_tokenizer", "measure", "pick_device", "pick_dtype",
-           "read_jsonl", "resolve_model", "seed_everything", "setup", "tiny_config", "versions"]
+           "read_jsonl", "resolve_model", "seed_everything", "setup", "tiny_config", "versions", "wilson"]

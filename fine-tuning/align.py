@@ -698,10 +698,8 @@ def score_pairs(model, tokenizer, rows: list[dict], batch_size: int = 8) -> tupl
 
 def pairwise_accuracy(chosen: list[float], rejected: list[float], z: float = 1.96) -> tuple[float, float, float]:
     """Share of pairs where the chosen answer scores higher, with a Wilson 95% interval (lower, upper)."""
-    n = len(chosen)
-    acc = sum(c > r for c, r in zip(chosen, rejected, strict=True)) / n
-    centre, half = (acc + z * z / (2 * n)) / (1 + z * z / n), z * ((acc * (1 - acc) + z * z / (4 * n)) / n) ** 0.5
-    return acc, centre - half / (1 + z * z / n), centre + half / (1 + z * z / n)
+    wins = sum(c > r for c, r in zip(chosen, rejected, strict=True))
+    return wins / len(chosen), *common.wilson(wins, len(chosen), z)
 
 
 def load_reward_model(folder: str | Path):
