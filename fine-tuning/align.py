@@ -206,8 +206,9 @@ def topic_instructions(topic: str, text: str, max_sections: int = 3) -> list[dic
 def python_docs_instructions(held_out_topics: int = 12, seed: int = 0) -> tuple[list[dict], list[dict]]:
     """Instruction pairs from common.load_dataset("python_docs"), split by topic (seeded).
 
-    Topics whose page has the same title as an earlier one (e.g. 'else' and 'if' are one page) are kept once, so
-    no held-out text is also in training. Returns (train_rows, held_rows)."""
+    Topics whose page has the same title as an earlier one (e.g. 'else' and 'if' are one page) are kept once, and
+    training rows whose answer is also a held-out answer (different pages can share a paragraph) are dropped, so
+    no held-out answer is trained on. Returns (train_rows, held_rows)."""
     docs, seen = [], set()
     for row in load_dataset("python_docs")["train"]:
         title = row["text"].split("\n")[0].strip()
@@ -220,7 +221,8 @@ def python_docs_instructions(held_out_topics: int = 12, seed: int = 0) -> tuple[
     train, held_rows = [], []
     for i, row in enumerate(docs):
         (held_rows if i in held else train).extend(topic_instructions(row["topic"], row["text"]))
-    return train, held_rows
+    held_answers = {r["completion"][0]["content"] for r in held_rows}
+    return [r for r in train if r["completion"][0]["content"] not in held_answers], held_rows
 
 
 # ---------------------------------------------------------------------------- data: user JSONL files

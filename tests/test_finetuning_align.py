@@ -36,6 +36,8 @@ def test_python_docs_pairs_are_real_text_and_split_by_topic():
     train, held = align.python_docs_instructions(held_out_topics=12, seed=0)
     assert len(train) > 60 and len(held) > 10
     assert not {r["topic"] for r in train} & {r["topic"] for r in held}
+    answers = [{r["completion"][0]["content"] for r in rows} for rows in (train, held)]
+    assert not answers[0] & answers[1]  # pages can share a paragraph: no held-out answer is trained on
     assert len({r["topic"] for r in held}) == 12
     docs = {r["topic"]: " ".join(r["text"].split()) for r in align.load_dataset("python_docs")["train"]}
     for row in train + held:
