@@ -1,6 +1,7 @@
 """Test settings shared by every test: offline Hub, one cache, quiet libraries."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +27,13 @@ def scripts() -> list[Path]:
     """Every terminal script of the six sections (section-level .py files with a main)."""
     return sorted(p for s in SECTIONS for p in (ROOT / s).glob("*.py")
                   if "__main__" in p.read_text(encoding="utf-8"))
+
+
+def run_script(script: Path | str, *args, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess:
+    """Run a repository script with this Python from the repository root, output captured as text; `kwargs` go to
+    subprocess.run (input=..., env=...). Test files bind their script: `run = partial(run_script, SCRIPT)`."""
+    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,14 @@
 """applications/codegen.py: problem file checks, the sandbox, pass@k, extraction, the CLI end to end."""
 
 import json
-import subprocess
 import sys
+from functools import partial
 from itertools import combinations
 from math import comb
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "applications"))
 import codegen  # noqa: E402
@@ -16,9 +16,7 @@ import codegen  # noqa: E402
 SCRIPT = ROOT / "applications" / "codegen.py"
 
 
-def run(*args, timeout=180):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+run = partial(run_script, SCRIPT, timeout=180)
 
 
 @pytest.mark.parametrize("n, c", [(1, 0), (1, 1), (5, 0), (5, 2), (6, 5), (8, 3), (10, 10)])

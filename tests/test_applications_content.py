@@ -1,13 +1,13 @@
 """applications/content.py: brief validation, each constraint check on hand-written texts, prompts, CLI."""
 
 import json
-import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "applications"))
 import content as C  # noqa: E402
@@ -23,9 +23,7 @@ GOOD = ("Subject: Review meeting moved\n\nDear Ms. Chen,\n\nThe project review n
         "suit you.\n\nKind regards,\nDaniel Kim")
 
 
-def run(*args, timeout=240):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+run = partial(run_script, SCRIPT, timeout=240)
 
 
 def failed(brief, text):

@@ -4,10 +4,11 @@ recall, and a conversation run end to end from the terminal."""
 import json
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "applications"))
 import conversational as cv  # noqa: E402
@@ -22,9 +23,7 @@ DOCS = {
 }
 
 
-def run(*args, timeout=120):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+run = partial(run_script, SCRIPT, timeout=120)
 
 
 def test_data_file_turns_are_complete_and_evidence_is_verbatim():

@@ -1,13 +1,13 @@
 """applications/docgen.py: docstring removal, prompt patterns, reply cleaning, scores, bootstrap, the CLI end to end."""
 
 import json
-import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "applications"))
 import docgen  # noqa: E402
@@ -56,9 +56,7 @@ class Box:
 '''
 
 
-def run(*args, timeout=600):  # generous: the CPU may be shared
-    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+run = partial(run_script, SCRIPT, timeout=600)  # generous: the CPU may be shared
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:

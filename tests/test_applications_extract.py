@@ -1,14 +1,14 @@
 """applications/extract.py: constrained output always parses and validates, schema checks, scoring, errors."""
 
 import json
-import subprocess
 import sys
+from functools import partial
 
 import jsonschema
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "applications"))
 import extract  # noqa: E402
@@ -20,9 +20,7 @@ MIXED = {"type": "object", "required": ["title", "year", "score", "tags"], "addi
                                                               "maxItems": 3}}}
 
 
-def run(*args, timeout=120):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+run = partial(run_script, SCRIPT, timeout=120)
 
 
 def one_line_error(result, *words):

@@ -1,11 +1,11 @@
 """applications/multihop.py: decomposition parsing, bridge templates, the hop chain, evidence recall, scoring."""
 
-import subprocess
 import sys
+from functools import partial
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "applications"))
 import multihop as mh  # noqa: E402
@@ -101,9 +101,7 @@ def test_short_answer_keeps_the_first_line():
     assert mh.short_answer("The answer to the question is yes.") == "yes"
 
 
-def run(*args, timeout=240):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+run = partial(run_script, SCRIPT, timeout=240)
 
 
 def test_cli_answers_hop_by_hop_over_a_folder(tmp_path):

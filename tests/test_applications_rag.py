@@ -1,12 +1,12 @@
 """applications/rag.py: index a folder, ask with sources, recall@k, chunking, clear errors."""
 
 import json
-import subprocess
 import sys
+from functools import partial
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "applications"))
 import rag  # noqa: E402
@@ -22,9 +22,7 @@ DOCS = {
 }
 
 
-def run(*args, timeout=120):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+run = partial(run_script, SCRIPT, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,13 @@
 """applications/textgen.py: the diversity and repetition measures, the strategies, the log-prob scorer, the CLI."""
 
 import json
-import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "applications"))
 import textgen as tg  # noqa: E402
@@ -94,9 +94,7 @@ def test_write_stories_greedy_repeats_and_sampling_is_seeded(tiny):
     assert all(s.new_tokens <= 6 and s.mean_logprob < 0 for s in first)
 
 
-def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)  # generous: the CPU may be shared
+run = partial(run_script, SCRIPT, timeout=300)  # generous: the CPU may be shared
 
 
 def test_cli_writes_the_table_and_stories(tmp_path):

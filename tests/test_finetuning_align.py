@@ -3,12 +3,12 @@ checkpoints and --resume (tiny-llama, a few steps)."""
 
 import json
 import shutil
-import subprocess
 import sys
+from functools import partial
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "fine-tuning"))
 import align  # noqa: E402
@@ -20,9 +20,7 @@ CHATS = [
 ]
 
 
-def _run(*args, timeout=240):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+_run = partial(run_script, SCRIPT, timeout=240)
 
 
 @pytest.fixture

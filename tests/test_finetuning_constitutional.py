@@ -2,12 +2,12 @@
 both orders, and the revise CLI end to end (tiny-llama, a few tokens)."""
 
 import json
-import subprocess
 import sys
+from functools import partial
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "fine-tuning"))
 import align  # noqa: E402
@@ -16,9 +16,7 @@ import constitutional as C  # noqa: E402
 SCRIPT = ROOT / "fine-tuning" / "constitutional.py"
 
 
-def _run(*args, timeout=240):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+_run = partial(run_script, SCRIPT, timeout=240)
 
 
 def test_shipped_prompts_are_split_and_mixed():

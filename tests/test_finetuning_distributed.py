@@ -2,12 +2,12 @@
 result, bad launches fail in words, and the config files load (tiny-llama, 3 short steps)."""
 
 import json
-import subprocess
 import sys
+from functools import partial
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "fine-tuning"))
 import distributed  # noqa: E402
@@ -17,9 +17,7 @@ SMALL = ["--steps", "3", "--batch", "4", "--seq-len", "32", "--lr", "1e-3"]
 TOLERANCE = 2e-4  # a fifth of the learning rate (see params_off for why not 1e-6)
 
 
-def _run(*args, timeout=180):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+_run = partial(run_script, SCRIPT, timeout=180)
 
 
 @pytest.fixture(scope="module")

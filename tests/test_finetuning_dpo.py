@@ -3,13 +3,13 @@
 
 import json
 import shutil
-import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "fine-tuning"))
 import align  # noqa: E402
@@ -19,9 +19,7 @@ PAIRS = [{"prompt": f"What is {n} plus {n}?", "chosen": f"{n} plus {n} is {2 * n
           "rejected": f"{n} plus {n} is {2 * n + 1}, I think."} for n in range(10)]
 
 
-def _run(*args, timeout=240):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+_run = partial(run_script, SCRIPT, timeout=240)
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@ that trains, saves, reloads to the same scores and resumes, and a one-line error
 
 import json
 import shutil
-import subprocess
 import sys
+from functools import partial
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "fine-tuning"))
 import align  # noqa: E402
@@ -20,9 +20,7 @@ PAIRS = [{"prompt": f"What is {n} plus {n}?", "chosen": f"{2 * n}.",
          for n in range(12)]
 
 
-def _run(*args, timeout=240):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+_run = partial(run_script, SCRIPT, timeout=240)
 
 
 @pytest.fixture

@@ -2,13 +2,13 @@
 wrapper, prompt checks, and a tiny GRPO run that saves, resumes and fails cleanly on bad input."""
 
 import json
-import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "fine-tuning"))
 import rl  # noqa: E402
@@ -16,9 +16,7 @@ import rl  # noqa: E402
 SCRIPT = ROOT / "fine-tuning" / "align.py"
 
 
-def _run(*args, timeout=300):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+_run = partial(run_script, SCRIPT, timeout=300)
 
 
 def test_ppo_clip_stops_the_gradient_only_beyond_the_clip_range():

@@ -5,20 +5,19 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_script
 
 SCRIPT = "pretrained/pretrain.py"
 TINY = ["--layers", "1", "--hidden", "32", "--heads", "2", "--context", "32", "--batch-size", "2",
         "--eval-examples", "8", "--no-progress"]
 
 
-def run(*args, timeout=120):
-    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+run = partial(run_script, SCRIPT, timeout=120)
 
 
 @pytest.fixture(scope="module")
