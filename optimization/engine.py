@@ -23,6 +23,8 @@ Python API (import it from optimization/):
       prepack: for a bf16 model on CPU (the default there), the linear weights are reordered once into the
       matmul kernel's blocked layout and q/k/v and gate/up are fused into one matmul each, with bit-identical
       results (checked at start-up); rebuild the engine if the weights change.
+      On Linux, creating an engine also makes glibc keep freed memory for reuse (`hold_freed_memory`), which
+      makes prefill about 30 % faster on CPU; the process then keeps up to 1 GB of freed memory.
   engine.add(prompt_ids, max_new_tokens=64, temperature=0.0, top_p=1.0, stop=(), seed=None, ignore_eos=False)
   engine.step() -> [(request, token_id), ...]        one forward pass; the tokens it produced
   engine.run() -> finished requests                   step until every request is done
@@ -31,7 +33,9 @@ Python API (import it from optimization/):
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -42,7 +46,7 @@ import torch.nn.functional as F
 _ids = itertools.count()
 
 
-@dataclass
+@dataclass(eq=False)  # a request equals only itself (and `request in list` stays cheap)
 class Request:
     """One generation request and its state in the engine."""
 
@@ -110,9 +114,23 @@ class PagedKVCache:
         return (table[pos // self.block_size] * self.block_size + pos % self.block_size).to(device)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
+def hold_freed_memory() -> bool:
+    """Make glibc keep freed memory for the next tensor instead of handing it back to the OS at once.
+
+    By default a freed block of more than a few hundred kB goes back to the OS, so the next large tensor of a
+    prefill step is fresh memory that page-faults on every 4 kB page it touches. Measured here, that made a
+    2,400-token prefill step about 30 % slower, and elementwise ops up to 5x slower. (PyTorch's CPU tuning
+    guide recommends jemalloc or tcmalloc for the same reason; this is the version without an install.) It is
+    process-wide: the process keeps up to 1 GB of freed memory for reuse. Returns False where it does not apply.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl): nothing to tune
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_trim_threshold, 2**30) and libc.mallopt(m_mmap_threshold, 2**25))
 
 
 class Engine:
@@ -135,6 +153,7 @@ class Engine:
         self.max_batch = max_batch
         eos = eos_token_ids if eos_token_ids is not None else model.generation_config.eos_token_id
         self.eos = tuple(eos) if isinstance(eos, (list, tuple)) else ((eos,) if eos is not None else ())
+        self.memory_held = hold_freed_memory()
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.steps = self.preemptions = 0
@@ -235,19 +254,39 @@ class Engine:
         positions = torch.cat([torch.arange(r.cached, r.cached + len(seq)) for r, seq in zip(rows, new, strict=True)])
         slots = torch.cat([self.cache.slots(r, r.cached, len(r.tokens), self.device) for r in rows])
         inner = self.model.model
-        x = inner.embed_tokens(ids)[None]  # (1, N, D)
-        cos, sin = inner.rotary_emb(x, positions.to(self.device)[None])  # (1, N, Dh) each
-        cos, sin = cos[0, :, None], sin[0, :, None]  # (N, 1, Dh): broadcast over heads
+        x = inner.embed_tokens(ids)  # (N, D): the residual stream, in the model's dtype
+        rope = self._rope_tables(positions.to(self.device))
         plan = self._attention_plan(rows, new)
         for i, layer in enumerate(inner.layers):
-            x = x + self._attention(i, layer.self_attn, layer.input_layernorm(x)[0], cos, sin, slots, plan)[None]
-            x = x + self._mlp(layer.mlp, layer.post_attention_layernorm(x)[0])[None]
+            x = x + self._attention(i, layer.self_attn, self._norm(layer.input_layernorm, x), rope, slots, plan)
+            x = x + self._mlp(layer.mlp, self._norm(layer.post_attention_layernorm, x))
         last = torch.tensor(list(itertools.accumulate(len(s) for s in new)), device=self.device) - 1
-        return self._linear(self.model.lm_head, inner.norm(x[0, last]))  # (rows, V)
+        return self._linear(self.model.lm_head, self._norm(inner.norm, x[last]))  # (rows, V)
+
+    def _rope_tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and signed sin of the rotary embedding, (N, 1, Dh), in the attention dtype.
+
+        HF rotates with x * cos + rotate_half(x) * sin, where rotate_half(x) = [-x2, x1]. The same numbers come
+        from x * cos + roll(x, Dh/2) * [-sin1, sin2], which is fewer kernels; q and k are rotated together.
+        """
+        like = torch.empty(0, dtype=self.cache.k.dtype, device=self.device)  # the tables' dtype
+        cos, sin = self.model.model.rotary_emb(like, positions[None])  # (1, N, Dh)
+        half = self.head_dim // 2
+        signed = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
+        return cos[0, :, None], signed[0, :, None]
+
+    @staticmethod
+    def _norm(norm, x: torch.Tensor) -> torch.Tensor:
+        """HF's RMSNorm (normalise in float32, round to the model's dtype, scale) in three kernels instead of eight."""
+        eps = getattr(norm, "variance_epsilon", None)
+        if eps is None:  # an unfamiliar norm module: run it as it is
+            return norm(x)
+        return norm.weight * F.rms_norm(x.float(), x.shape[-1:], eps=eps).to(x.dtype)
 
     def _mlp(self, mlp, h: torch.Tensor) -> torch.Tensor:
-        gate, up = self._projections((mlp.gate_proj, mlp.up_proj), h)
-        return self._linear(mlp.down_proj, mlp.act_fn(gate) * up)
+        sizes = [mlp.gate_proj.out_features, mlp.up_proj.out_features]
+        gate, up = self._fused((mlp.gate_proj, mlp.up_proj), h).split(sizes, dim=-1)
+        return self._linear(mlp.down_proj, mlp.act_fn(gate).mul_(up))
 
     def _linear(self, module, h: torch.Tensor, packed: dict | None = None) -> torch.Tensor:
         weight = (self.packed if packed is None else packed).get(module)
@@ -255,13 +294,12 @@ class Engine:
             return module(h)
         return torch.ops.mkldnn._linear_pointwise(h, weight, module.bias, "none", [], "")
 
-    def _projections(self, modules: tuple, h: torch.Tensor, packed: dict | None = None) -> tuple[torch.Tensor, ...]:
-        """Outputs of linears that read the same input: one matmul when their weights were fused in `_prepack`."""
+    def _fused(self, modules: tuple, h: torch.Tensor, packed: dict | None = None) -> torch.Tensor:
+        """Outputs of linears that read the same input, side by side: ONE matmul when `_prepack` fused them."""
         weight = (self.packed if packed is None else packed).get(modules)
         if weight is None:
-            return tuple(self._linear(m, h, packed) for m in modules)
-        out = torch.ops.mkldnn._linear_pointwise(h, weight, None, "none", [], "")
-        return out.split([m.out_features for m in modules], dim=-1)
+            return torch.cat([self._linear(m, h, packed) for m in modules], dim=-1)
+        return torch.ops.mkldnn._linear_pointwise(h, weight, None, "none", [], "")
 
     # ---- prepacked weights (bf16 on CPU) ------------------------------------------------------------------
     # oneDNN's bf16 matmul reorders a plain (out, in) weight into its blocked layout on EVERY call. Doing it
@@ -288,10 +326,10 @@ class Engine:
         for rows in (1, 5, 64):  # the packed (and fused) kernels must round exactly as plain F.linear
             probe = torch.randn(rows, singles[1].in_features, dtype=self.dtype)
             group, single = groups[0], singles[1]
-            fused = self._projections(group, probe, packed)
-            plain = [F.linear(probe, m.weight) for m in group]
+            fused = self._fused(group, probe, packed)
+            plain = torch.cat([F.linear(probe, m.weight) for m in group], dim=-1)
             if not (torch.equal(self._linear(single, probe, packed), F.linear(probe, single.weight))
-                    and all(torch.equal(a, b) for a, b in zip(fused, plain, strict=True))):
+                    and torch.equal(fused, plain)):
                 return {}  # this build's packed kernel rounds differently: keep the plain path
         return packed
 
@@ -306,21 +344,24 @@ class Engine:
             # whole blocks are gathered (a few large copies instead of one per token), padded with block 0
             table = torch.tensor([rows[i].blocks[:width] + [0] * (width - len(rows[i].blocks[:width]))
                                   for i in decode])  # (Bd, blocks)
-            positions = torch.arange(width * self.cache.block_size)
-            mask = (positions[None] < lengths[:, None])[:, None, None]  # (Bd, 1, 1, L): padding masked out
+            padding = torch.arange(width * self.cache.block_size)[None] >= lengths[:, None]
+            mask = torch.zeros(padding.shape, dtype=self.cache.k.dtype).masked_fill_(padding, float("-inf"))
+            mask = mask[:, None, None]  # (Bd, 1, 1, L): added to the scores, so padding gets no weight
             plan["decode"] = (torch.tensor([offsets[i] for i in decode], device=self.device),
                               table.to(self.device), mask.to(self.device))
         # a prompt row (its first step, or a recompute after preemption) has nothing cached before it
         plan["prefill"] = [(offsets[i], offsets[i + 1]) for i, seq in enumerate(new) if len(seq) > 1]
         return plan
 
-    def _attention(self, layer: int, attn, h: torch.Tensor, cos, sin, slots, plan) -> torch.Tensor:
+    def _attention(self, layer: int, attn, h: torch.Tensor, rope, slots, plan) -> torch.Tensor:
         """Grouped-query attention for N packed tokens (h: (N, D)), reading and writing the paged cache."""
-        n, dh = h.shape[0], self.head_dim
-        q, k, v = self._projections((attn.q_proj, attn.k_proj, attn.v_proj), h)
-        q, k, v = q.view(n, self.heads, dh), k.view(n, self.kv_heads, dh), v.view(n, self.kv_heads, dh)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-        q, k, v = (t.to(self.cache.k.dtype) for t in (q, k, v))  # attention in the cache's dtype (see kv_dtype)
+        n, dh, heads = h.shape[0], self.head_dim, self.heads
+        qkv = self._fused((attn.q_proj, attn.k_proj, attn.v_proj), h)
+        qkv = qkv.to(self.cache.k.dtype).view(n, -1, dh)  # attention in the cache's dtype (see kv_dtype)
+        qk, v = qkv[:, :heads + self.kv_heads], qkv[:, heads + self.kv_heads:]
+        cos, signed_sin = rope
+        qk = (qk * cos).add_(qk.roll(dh // 2, dims=-1) * signed_sin)  # rotary embedding of q and k at once
+        q, k = qk[:, :heads], qk[:, heads:]
         out = torch.empty_like(q)
         self.cache.k[layer].index_copy_(0, slots, k)  # write before reading: a token attends to itself
         self.cache.v[layer].index_copy_(0, slots, v)
@@ -340,4 +381,4 @@ class Engine:
         for start, end in plan["prefill"]:  # causal attention over the row's own fresh keys
             qp, kp, vp = (t[start:end].transpose(0, 1)[None] for t in (q, k, v))  # (1, heads, T, Dh)
             out[start:end] = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, enable_gqa=True)[0].transpose(0, 1)
-        return self._linear(attn.o_proj, out.reshape(n, self.heads * dh).to(h.dtype))
+        return self._linear(attn.o_proj, out.reshape(n, heads * dh).to(h.dtype))

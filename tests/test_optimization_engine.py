@@ -91,6 +91,12 @@ def test_prepacked_bf16_weights_give_identical_outputs(tiny):
     assert Engine(model, prepack=None).packed == {}  # fp32 stays on the plain path
 
 
+def test_the_engine_keeps_freed_memory_on_linux(tiny):
+    import platform
+    engine = Engine(tiny[0], kv_cache_tokens=32)
+    assert engine.memory_held == (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
+
+
 def load_bf16(model):
     import copy
     return copy.deepcopy(model).to(torch.bfloat16)
