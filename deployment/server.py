@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -125,13 +126,19 @@ class Job:
 
 
 class Worker:
-    """Owns the engine: adds and cancels jobs between steps and runs steps while there is work.
+    """The one thread that runs PyTorch: it loads the models, owns the engine, adds and cancels jobs between
+    steps, runs steps while there is work, and computes embeddings between steps.
 
-    The engine is not thread-safe, so only this thread touches it; the asyncio side talks to it through
-    `inbox` and receives tokens through each job's asyncio queue (call_soon_threadsafe)."""
+    One thread, because the engine is not thread-safe, and because on a CPU every thread that runs PyTorch's
+    parallel kernels gets its own OpenMP thread team: with more OpenMP threads than cores, libgomp stops
+    spin-waiting between kernels, and each of the ~250 parallel kernels of a decoding step then waits for a
+    thread to wake up (measured here: the same engine made 214 instead of 309 tok/s when run from a second
+    thread). The asyncio side talks to this thread through `inbox` and receives tokens through each job's
+    asyncio queue (call_soon_threadsafe)."""
 
-    def __init__(self, engine: Engine):
-        self.engine, self.inbox, self.jobs = engine, queue.SimpleQueue(), {}
+    def __init__(self):
+        self.engine: Engine | None = None  # set by start_engine, in this thread
+        self.inbox, self.jobs = queue.SimpleQueue(), {}
         self.largest_batch = 0  # most requests served by one forward pass so far (shows the batching)
         self.in_flight, self.lock = 0, threading.Lock()  # submitted and not yet finished or cancelled
         self.thread = threading.Thread(target=self._loop, name="engine", daemon=True)
@@ -145,6 +152,16 @@ class Worker:
     def cancel(self, job: Job) -> None:
         self.inbox.put(("cancel", job))
 
+    def call(self, fn, *args, **kwargs) -> concurrent.futures.Future:
+        """Run fn(*args, **kwargs) in the worker thread between two steps; the future holds its result or error."""
+        future = concurrent.futures.Future()
+        self.inbox.put(("call", (future, fn, args, kwargs)))
+        return future
+
+    def start_engine(self, model, **options) -> None:
+        """Build the engine (call it through `call`, so that its set-up also runs in this thread)."""
+        self.engine = Engine(model, **options)
+
     def _send(self, job: Job, item) -> None:
         job.loop.call_soon_threadsafe(job.events.put_nowait, item)
 
@@ -155,8 +172,16 @@ class Worker:
             with self.lock:
                 self.in_flight -= 1
 
-    def _handle(self, command: str, job: Job) -> None:
-        if command == "add":
+    def _handle(self, command: str, item) -> None:
+        """One inbox item: ("call", (future, fn, args, kwargs)), ("add", job) or ("cancel", job)."""
+        job = item
+        if command == "call":
+            future, fn, args, kwargs = item
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except Exception as err:  # noqa: BLE001 - handed to the caller
+                future.set_exception(err)
+        elif command == "add":
             try:
                 job.request = self.engine.add(job.prompt, **job.sampling)
                 self.jobs[job.request.id] = job
@@ -172,9 +197,11 @@ class Worker:
         while True:
             try:  # block while idle; otherwise take whatever arrived since the last step
                 while True:
-                    self._handle(*self.inbox.get(block=not self.engine.has_work()))
+                    self._handle(*self.inbox.get(block=not (self.engine and self.engine.has_work())))
             except queue.Empty:
                 pass
+            if self.engine is None:
+                continue
             try:
                 events = self.engine.step()
             except Exception as err:  # noqa: BLE001 - fail the running requests, keep serving the next ones
@@ -191,8 +218,9 @@ class Worker:
                     self._release(self.jobs.pop(request.id))
 
     def load(self) -> dict:
-        return {"in_flight": self.in_flight, "running": len(self.engine.running), "waiting": len(self.engine.waiting),
-                "largest_batch": self.largest_batch}
+        engine = self.engine
+        return {"in_flight": self.in_flight, "running": len(engine.running) if engine else 0,
+                "waiting": len(engine.waiting) if engine else 0, "largest_batch": self.largest_batch}
 
 
 class TextStream:
@@ -244,21 +272,22 @@ class Service:
         self.settings = s = settings
         self.name = s.served_name or s.model
         self.tokenizer = load_tokenizer(s.model)
+        self.worker = Worker()  # every PyTorch computation, loading included, runs in its thread (see Worker)
         try:
-            model = load_model(s.model, dtype=getattr(torch, s.dtype))
+            model = self.worker.call(load_model, s.model, dtype=getattr(torch, s.dtype)).result()
         except (ValueError, KeyError) as err:  # e.g. a folder without a causal-LM config
             raise ModelNotAvailable(f"cannot load {s.model} as a causal LM: {str(err).splitlines()[0]}") from None
         try:
-            engine = Engine(model, max_batch=s.max_batch, kv_cache_tokens=s.kv_cache_tokens)
+            self.worker.call(self.worker.start_engine, model, max_batch=s.max_batch,
+                             kv_cache_tokens=s.kv_cache_tokens).result()
         except (ValueError, AttributeError) as err:
             raise ModelNotAvailable(f"{s.model} cannot be served by the batching engine ({err}); it needs a "
                                     f"LLaMA-style decoder") from None
         self.context = model.config.max_position_embeddings
-        self.worker = Worker(engine)
         self.embedder = None
         if s.embedding_model:
-            self.embedder = (s.embedding_model, load_model(s.embedding_model, kind="encoder").eval(),
-                             load_tokenizer(s.embedding_model))
+            encoder = self.worker.call(load_model, s.embedding_model, kind="encoder").result().eval()
+            self.embedder = (s.embedding_model, encoder, load_tokenizer(s.embedding_model))
 
     # ---- checks shared by both generation endpoints
     def check_model(self, name: str) -> None:
@@ -456,7 +485,7 @@ def create_app(service: Service):
         if not texts or sum(map(len, texts)) > 16 * service.settings.max_prompt_tokens:
             raise ApiError(400, "input must be 1 or more texts within the prompt limit", param="input")
         name, model, tokenizer = service.embedder
-        vectors = await asyncio.to_thread(embed, texts, model, tokenizer)
+        vectors = await asyncio.wrap_future(service.worker.call(embed, texts, model, tokenizer))
         tokens = sum(len(ids) for ids in tokenizer(texts)["input_ids"])
         return {"object": "list", "model": name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
                 "data": [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)]}

@@ -189,3 +189,15 @@ def test_load_generator_gets_exact_token_counts_with_ignore_eos(server):
     assert [t.tokens for t in result.timings] == [i.new_tokens for i in items]
     assert all(0 < t.ttft <= t.latency <= result.seconds for t in result.timings)
     wait_idle(server)
+
+
+def test_the_worker_thread_runs_every_call_and_hands_back_errors():
+    # all PyTorch work (loading, engine, embeddings) goes through Worker.call, so one OpenMP team serves it
+    import threading
+
+    from server import Worker
+    worker = Worker()
+    assert worker.call(threading.current_thread).result(timeout=10) is worker.thread
+    with pytest.raises(ValueError, match="invalid literal"):
+        worker.call(int, "not a number").result(timeout=10)
+    assert worker.load()["running"] == 0  # no engine yet: the health figures still answer
