@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "applications"), str(ROOT / "fine-tuning"), str(ROOT / "evaluation")]
-from common import MINILM, SMOLLM2, ModelNotAvailable, load_model, load_tokenizer  # noqa: E402, I001
+from common import MINILM, SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, write_jsonl  # noqa: E402, I001
 import finetune_classifier as ftc  # noqa: E402
 from evaluate_model import label_scores  # noqa: E402
 from rag import Embedder  # noqa: E402
@@ -113,7 +113,7 @@ def read_texts(source: str | None, column: str = "text") -> tuple[list[dict], li
 def write_rows(rows: list[dict], output: str | None) -> None:
     """CSV to stdout (output None), or to a .csv file, or JSONL to a .jsonl file."""
     if output and Path(output).suffix.lower() == ".jsonl":
-        Path(output).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        write_jsonl(output, rows)
         return
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
-import json
 import os
 import random
 import re
@@ -50,7 +49,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, read_jsonl  # noqa: E402
+from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, read_jsonl, write_jsonl  # noqa: E402
 
 PROBLEMS = ROOT / "data" / "code_problems.jsonl"
 MODES = ("chat", "prefill", "raw")
@@ -399,11 +398,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail(err)
     _print_summary(records, ks)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.output, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-        print(f"wrote {len(records)} records to {args.output}")
+        print(f"wrote {write_jsonl(args.output, records)} records to {args.output}")
 
 
 def _fail(err: Exception) -> None:

@@ -44,7 +44,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, read_jsonl, wilson  # noqa: E402
+from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, read_jsonl, wilson, write_jsonl  # noqa: E402
 
 BRIEFS = ROOT / "data" / "content_briefs.jsonl"
 KINDS = {"email": "email", "product": "product description", "event": "event announcement",
@@ -376,14 +376,14 @@ def generate_texts(model, tokenizer, conversations: list[list[dict]], max_new_to
                    batch_size: int = 8, no_repeat: int = 6, progress: bool = False) -> list[str]:
     """Greedy answer to every conversation (chat template), in batches of similar length, left padded.
     `no_repeat` > 0 forbids repeating any n-gram of that many tokens inside the answer (see NoRepeatInAnswer)."""
-    tokenizer.padding_side = "left"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # similar lengths pad less
     out = [""] * len(prompts)
     for b in tqdm(range(0, len(order), batch_size), desc="generating", unit="batch", disable=not progress):
         batch = order[b:b + batch_size]
-        enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, padding_side="left",
+                        add_special_tokens=False)  # left: every row's answer starts at the same column
         start = enc["input_ids"].shape[1]
         extra = LogitsProcessorList([NoRepeatInAnswer(start, no_repeat)] if no_repeat > 0 else [])
         with torch.inference_mode():
@@ -494,11 +494,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['id']}: {'pass' if r['passed'] else 'FAIL ' + ', '.join(failed)}")
     print(_summary(records))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-        print(f"wrote {len(records)} records to {args.out}")
+        print(f"wrote {write_jsonl(args.out, records)} records to {args.out}")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "applications"))
-from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, read_jsonl  # noqa: E402
+from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, read_jsonl, write_jsonl  # noqa: E402
 
 REPO_SNAPSHOT = ROOT / "data" / "repo_functions.jsonl"  # this repository's functions, frozen on 2026-11-29
 MAX_LINES = 12  # lines of a function shown to the model (signature included); the rest becomes "..."
@@ -159,8 +159,7 @@ def snapshot_repo_functions(path: str | Path = REPO_SNAPSHOT, n: int = 60, seed:
     """Freeze a seeded sample of the repository's documented module-level functions (private ones included; first
     docstring line a sentence of 4-20 words) into a JSONL file; returns the number written."""
     rows = _sample(collect_functions(repo_sources(), 4, 20, sentence=True), n, seed)
-    Path(path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return len(rows)
+    return write_jsonl(path, rows)
 
 
 def read_python_file(path: str | Path) -> str:

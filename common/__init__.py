@@ -6,7 +6,7 @@ import warnings
 # tqdm falls back to text bars in notebooks without ipywidgets; its warning only adds noise.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from common.data import DATASETS, corpus_text, load_dataset, read_jsonl
+from common.data import DATASETS, corpus_text, load_dataset, read_jsonl, write_jsonl
 from common.env import measure, pick_device, pick_dtype, seed_everything, setup, versions
 from common.stats import wilson
 
@@ -38,4 +38,4 @@ from common.models import (
 
 __all__ = ["DATASETS", "EMBEDDED", "MINILM", "SMOLLM2", "ModelNotAvailable", "corpus_text",
            "load_dataset", "load_model", "load_tokenizer", "measure", "pick_device", "pick_dtype",
-           "read_jsonl", "resolve_model", "seed_everything", "setup", "tiny_config", "versions", "wilson"]
+           "read_jsonl", "resolve_model", "seed_everything", "setup", "tiny_config", "versions", "wilson", "write_jsonl"]

@@ -141,6 +141,15 @@ def _python_code() -> DatasetDict:
     return _split(Dataset.from_list(rows), test=0.05, validation=0.05)
 
 
+def write_jsonl(path: str | Path, rows) -> int:
+    """Write dicts as JSON lines (UTF-8, non-ASCII kept readable), creating the folder; returns how many."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    path.write_text("".join(lines), encoding="utf-8")
+    return len(lines)
+
+
 def read_jsonl(path: str | Path, error: type[Exception] = ValueError) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line of a JSONL file.
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import math
 import os
 import re
@@ -61,7 +60,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import common  # noqa: E402
-from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer  # noqa: E402
+from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, write_jsonl  # noqa: E402
 
 GOLD_PAIRS = ROOT / "data" / "preferences.jsonl"
 RUBRIC = """You are judging answers to a user's request. A good answer is:
@@ -531,9 +530,7 @@ def main(argv=None) -> int:
     name = f"{args.model_name or args.judge} at {args.base_url} (verdicts parsed from text)" if args.base_url \
         else f"{args.judge} (log-probabilities of the verdict tokens)"
     print(report(summary, name, source))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    print(f"wrote {len(records)} rows to {args.out}")
+    print(f"wrote {write_jsonl(args.out, records)} rows to {args.out}")
     return 0
 
 

@@ -60,7 +60,16 @@ sys.path.insert(0, str(ROOT / "evaluation"))  # judge.py: the A/B log-probabilit
 from align import load_aligned  # noqa: E402
 from judge import LocalJudge  # noqa: E402
 
-from common import SMOLLM2, ModelNotAvailable, load_model, load_tokenizer, read_jsonl, seed_everything, wilson  # noqa: E402
+from common import (  # noqa: E402
+    SMOLLM2,
+    ModelNotAvailable,
+    load_model,
+    load_tokenizer,
+    read_jsonl,
+    seed_everything,
+    wilson,
+    write_jsonl,
+)
 
 DEFAULT_PROMPTS = ROOT / "data" / "cai_prompts.jsonl"
 MAX_WORDS = 40
@@ -354,11 +363,6 @@ def load_policy(name: str):
     return load_model(name), load_tokenizer(name)
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-
-
 def run(args: argparse.Namespace) -> str:
     """revise or label end to end; returns the one-line summary."""
     constitution = load_constitution(args.constitution)
@@ -371,8 +375,8 @@ def run(args: argparse.Namespace) -> str:
         triples = self_revise(model, tokenizer, train, constitution, args.max_words, args.max_new_tokens,
                               batch_size=args.batch_size)
         rows = sft_rows(triples)
-        _write_jsonl(out, rows)
-        _write_jsonl(out.with_name(out.stem + ".triples.jsonl"), triples)
+        write_jsonl(out, rows)
+        write_jsonl(out.with_name(out.stem + ".triples.jsonl"), triples)
         return (f"revise: {len(rows)} of {len(triples)} revisions kept by the code filter -> {out} "
                 f"(all triples: {out.stem}.triples.jsonl)")
     answers = [generate(model, tokenizer, [r["prompt"] for r in train], args.max_new_tokens, args.batch_size,
@@ -381,8 +385,8 @@ def run(args: argparse.Namespace) -> str:
     label_tok = tokenizer if args.labeller is None else load_tokenizer(args.labeller)
     records = label_pairs(LocalJudge(labeller, label_tok), train, answers[0], answers[1], constitution,
                           args.max_words)
-    _write_jsonl(out, [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in records])
-    _write_jsonl(out.with_name(out.stem + ".labels.jsonl"), records)
+    write_jsonl(out, [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in records])
+    write_jsonl(out.with_name(out.stem + ".labels.jsonl"), records)
     decided = [r for r in records if r["rule"] is not None]
     agree = sum(r["ai"] == r["rule"] for r in decided)
     return (f"label: {len(records)} pairs -> {out}; the AI label agrees with the code rule on {agree} of "

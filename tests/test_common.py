@@ -204,3 +204,19 @@ def test_bf16_load_keeps_rotary_frequencies_in_float32(name):
     model = common.load_model(name, dtype=torch.bfloat16)
     assert model.dtype == torch.bfloat16
     assert model.model.rotary_emb.inv_freq.dtype == torch.float32
+
+
+def test_jsonl_round_trip_and_one_line_errors(tmp_path):
+    rows = [{"text": "café ☕", "n": 1}, {"text": "two", "n": 2}]
+    path = tmp_path / "new folder" / "rows.jsonl"
+    assert common.write_jsonl(path, rows) == 2
+    assert "café ☕" in path.read_text(encoding="utf-8")  # non-ASCII stays readable
+    assert common.read_jsonl(path) == [(1, rows[0]), (2, rows[1])]
+    path.write_text('{"ok": 1}\n\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(KeyError, match="rows.jsonl, line 3: expected a JSON object"):
+        common.read_jsonl(path, KeyError)
+    path.write_text('{"ok": 1}\n{not json}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="line 2: not valid JSON"):
+        common.read_jsonl(path)
+    with pytest.raises(ValueError, match="no such file"):
+        common.read_jsonl(tmp_path / "missing.jsonl")
