@@ -141,22 +141,16 @@ def _python_code() -> DatasetDict:
     return _split(Dataset.from_list(rows), test=0.05, validation=0.05)
 
 
-def write_jsonl(path: str | Path, rows) -> int:
+def write_jsonl(path: str | Path, rows: list[dict]) -> int:
     """Write dicts as JSON lines (UTF-8, non-ASCII kept readable), creating the folder; returns how many."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
-    path.write_text("".join(lines), encoding="utf-8")
-    return len(lines)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return len(rows)
 
 
 def read_jsonl(path: str | Path, error: type[Exception] = ValueError) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line of a JSONL file.
-
-    Scripts read users' files with it, so every problem is one line that names the file and the line, raised as
-    `error` (each script's own error class, which its CLI turns into a message and exit code 2). Fields are the
-    caller's to check.
-    """
+    """(line number, object) for every non-blank line of a JSONL file. Every problem is one line naming the file and
+    the line, raised as `error` (a script's own error class: its CLI prints it and exits 2); fields are the caller's."""
     path = Path(path)
     if not path.is_file():
         raise error(f"no such file: {path}" if not path.exists() else f"not a file: {path}")
