@@ -277,7 +277,8 @@ class Engine:
 
     @staticmethod
     def _norm(norm, x: torch.Tensor) -> torch.Tensor:
-        """HF's RMSNorm (normalise in float32, round to the model's dtype, scale) in three kernels instead of eight."""
+        """HF's RMSNorm (normalise in float32, round to the model's dtype, scale), with fewer Python-level calls:
+        `F.rms_norm` does the float32 part that HF writes as five separate tensor operations."""
         eps = getattr(norm, "variance_epsilon", None)
         if eps is None:  # an unfamiliar norm module: run it as it is
             return norm(x)
