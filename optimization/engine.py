@@ -138,7 +138,7 @@ class Engine:
 
     def __init__(self, model, max_batch: int = 16, block_size: int = 16, kv_cache_tokens: int = 16384,
                  eos_token_ids: tuple[int, ...] | None = None, kv_dtype: torch.dtype = torch.float32,
-                 prepack: bool | None = None):
+                 prepack: bool | None = None, attention_kernel: bool | None = None):
         cfg = model.config
         if getattr(cfg, "attention_bias", False) or getattr(cfg, "sliding_window", None):
             raise ValueError("this engine supports LLaMA-style attention without biases or sliding windows")
@@ -158,6 +158,7 @@ class Engine:
         self.running: list[Request] = []
         self.steps = self.preemptions = 0
         self.packed = self._prepack() if (prepack is None and self._can_prepack()) or prepack else {}
+        self.kernel, self.kernel_status = self._load_kernel(attention_kernel)
 
     # ---- public API -------------------------------------------------------------------------------------
     def add(self, prompt: list[int], **sampling) -> Request:
@@ -334,8 +335,29 @@ class Engine:
                 return {}  # this build's packed kernel rounds differently: keep the plain path
         return packed
 
+    # ---- decode attention in C (optional) -----------------------------------------------------------------
+    def _load_kernel(self, wanted: bool | None):
+        """paged_attention.c reads the cached blocks in place instead of gathering a copy (see that file)."""
+        if wanted is False:
+            return None, "off (attention_kernel=False)"
+        if self.device.type != "cpu" or self.cache.k.dtype != torch.float32:
+            status = "not used: it is for a float32 cache on CPU"
+            kernel = None
+        else:
+            from paged_attention import load  # next to this file
+            kernel, status = load(self.heads // self.kv_heads, self.head_dim)
+        if wanted and kernel is None:
+            raise RuntimeError(f"attention_kernel=True, but {status}")
+        return kernel, status
+
     def _attention_plan(self, rows: list[Request], new: list[list[int]]) -> dict:
         """Index tensors shared by all layers: which packed tokens decode, which prefill, and their cache slots."""
+        if self.kernel is not None:  # every new token attends to its row's first `length` cached tokens
+            width = max(len(r.blocks) for r in rows)
+            table = torch.tensor([r.blocks + [0] * (width - len(r.blocks)) for r in rows])  # (rows, blocks)
+            counts = torch.tensor([len(seq) for seq in new])
+            lengths = torch.cat([torch.arange(r.cached + 1, len(r.tokens) + 1) for r in rows])  # (N,)
+            return {"kernel": (table.repeat_interleave(counts, dim=0), lengths)}  # a table row per token
         offsets = [0, *itertools.accumulate(len(s) for s in new)]
         decode = [i for i, s in enumerate(new) if len(s) == 1]
         plan = {"decode": None, "prefill": []}
@@ -363,9 +385,14 @@ class Engine:
         cos, signed_sin = rope
         qk = (qk * cos).add_(qk.roll(dh // 2, dims=-1) * signed_sin)  # rotary embedding of q and k at once
         q, k = qk[:, :heads], qk[:, heads:]
-        out = torch.empty_like(q)
         self.cache.k[layer].index_copy_(0, slots, k)  # write before reading: a token attends to itself
         self.cache.v[layer].index_copy_(0, slots, v)
+        if self.kernel is not None:  # in C, straight from the blocks: the same code for prompts and decoding
+            table, lengths = plan["kernel"]
+            queries = q.reshape(n, self.kv_heads, -1, dh).contiguous()  # (N, K, G, Dh), see the decode path
+            out = self.kernel(queries, *self.cache.blocks(layer), table, lengths, dh ** -0.5)
+            return self._linear(attn.o_proj, out.view(n, heads * dh).to(h.dtype))
+        out = torch.empty_like(q)
         if plan["decode"] is not None:
             index, table, mask = plan["decode"]
             keys, values = self.cache.blocks(layer)  # (blocks, block_size, K, Dh)
