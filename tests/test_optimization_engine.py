@@ -1,5 +1,6 @@
 """optimization/engine.py: continuous batching over a paged KV cache gives exactly HF's greedy outputs."""
 
+import shutil
 import sys
 
 import pytest
@@ -29,11 +30,17 @@ def hf_greedy(model, prompt, n):
     return out[0, len(prompt):].tolist()
 
 
+HAS_CC = bool(shutil.which("cc") or shutil.which("gcc"))
+
+
+@pytest.mark.parametrize("kernel", [None, False], ids=["c-kernel", "pytorch-attention"])
 @pytest.mark.parametrize("kv_tokens", [4096, 48])  # 48 slots cannot hold 3 requests: preemption happens
-def test_greedy_equals_hf_generate_with_admission_and_preemption(tiny, kv_tokens):
+def test_greedy_equals_hf_generate_with_admission_and_preemption(tiny, kv_tokens, kernel):
     model, prompts = tiny
     lengths = [5, 17, 9, 12, 3, 20]  # mixed lengths: requests finish at different steps and others join
-    engine = Engine(model, max_batch=3, block_size=4, kv_cache_tokens=kv_tokens, eos_token_ids=())
+    engine = Engine(model, max_batch=3, block_size=4, kv_cache_tokens=kv_tokens, eos_token_ids=(),
+                    attention_kernel=kernel)
+    assert (engine.kernel is not None) == (kernel is None and HAS_CC), engine.kernel_status
     requests = [engine.add(p, max_new_tokens=n) for p, n in zip(prompts, lengths, strict=True)]
     engine.run()
     for request, n in zip(requests, lengths, strict=True):
@@ -74,8 +81,9 @@ def test_real_smollm2_weights_match_hf(smollm2):
     prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
                                        return_dict=True)["input_ids"]
                for q in ("What is the capital of France?", "Name three primary colours.")]
-    outputs = Engine(model, max_batch=2, eos_token_ids=()).generate(prompts, max_new_tokens=16)
-    assert outputs == [hf_greedy(model, p, 16) for p in prompts]
+    engine = Engine(model, max_batch=2, eos_token_ids=())
+    assert (engine.kernel is not None) == HAS_CC, engine.kernel_status  # SmolLM2's shape: 3 query heads per kv head
+    assert engine.generate(prompts, max_new_tokens=16) == [hf_greedy(model, p, 16) for p in prompts]
 
 
 def test_prepacked_bf16_weights_give_identical_outputs(tiny):
