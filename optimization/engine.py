@@ -17,9 +17,13 @@ It drives the embedding, norm, projection and MLP modules of a transformers Llam
 LLaMA/Mistral/Qwen2-like checkpoint without attention biases or sliding windows), so it runs the real weights.
 
 Python API (import it from optimization/):
-  Engine(model, max_batch=16, block_size=16, kv_cache_tokens=16384, kv_dtype=torch.float32, prepack=None)
-      kv_dtype: the cache and attention run in float32 by default, even for a bf16 model, because PyTorch's
-      CPU attention kernel is several times slower in bf16 than in fp32 (measured); use bf16 on a GPU.
+  Engine(model, max_batch=16, block_size=16, kv_cache_tokens=16384, kv_dtype=None, prepack=None,
+         attention_kernel=None)
+      attention_kernel: attention in C, read in place from the cache blocks (paged_attention.c, compiled with the
+      system C compiler on first use; about 2x faster than gathering the blocks for PyTorch's attention). None:
+      use it where it builds, else PyTorch; True: required; False: PyTorch (the reference it is tested against).
+      kv_dtype: the cache's dtype. By default bf16 for a bf16 model read by the C kernel (which computes in
+      float32), else float32: PyTorch's CPU attention is several times slower in bf16 (measured).
       prepack: for a bf16 model on CPU (the default there), the linear weights are reordered once into the
       matmul kernel's blocked layout and q/k/v and gate/up are fused into one matmul each, with bit-identical
       results (checked at start-up); rebuild the engine if the weights change.
@@ -81,7 +85,7 @@ class PagedKVCache:
 
     def __init__(self, layers: int, kv_heads: int, head_dim: int, num_blocks: int, block_size: int,
                  dtype: torch.dtype, device: torch.device | str):
-        shape = (layers, num_blocks * block_size, kv_heads, head_dim)
+        shape = (layers, num_blocks, kv_heads, block_size, head_dim)  # a head's keys in a block are contiguous
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.block_size, self.num_blocks = block_size, num_blocks
@@ -103,15 +107,20 @@ class PagedKVCache:
         request.blocks, request.cached = [], 0
 
     def blocks(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of one layer as (num_blocks, block_size, kv_heads, head_dim) views of the pool."""
-        shape = (self.num_blocks, self.block_size, *self.k.shape[2:])
-        return self.k[layer].view(shape), self.v[layer].view(shape)
+        """Keys and values of one layer: (num_blocks, kv_heads, block_size, head_dim) pools."""
+        return self.k[layer], self.v[layer]
 
-    def slots(self, request: Request, start: int, end: int, device) -> torch.Tensor:
-        """Flat slot index of positions start..end-1 of a request: block * block_size + offset."""
+    def slots(self, request: Request, start: int, end: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where positions start..end-1 of a request live: their block ids and their offsets in those blocks."""
         pos = torch.arange(start, end)
         table = torch.tensor(request.blocks, dtype=torch.long)
-        return (table[pos // self.block_size] * self.block_size + pos % self.block_size).to(device)
+        return table[pos // self.block_size].to(device), (pos % self.block_size).to(device)
+
+    def write(self, layer: int, slots: tuple[torch.Tensor, torch.Tensor], k: torch.Tensor, v: torch.Tensor):
+        """Store the keys and values (N, kv_heads, head_dim) of N tokens at their slots."""
+        blocks, offsets = slots
+        self.k[layer][blocks, :, offsets] = k.to(self.k.dtype)
+        self.v[layer][blocks, :, offsets] = v.to(self.v.dtype)
 
 
 def hold_freed_memory() -> bool:
@@ -137,7 +146,7 @@ class Engine:
     """Continuous batching over a paged KV cache for a transformers LLaMA-style causal LM."""
 
     def __init__(self, model, max_batch: int = 16, block_size: int = 16, kv_cache_tokens: int = 16384,
-                 eos_token_ids: tuple[int, ...] | None = None, kv_dtype: torch.dtype = torch.float32,
+                 eos_token_ids: tuple[int, ...] | None = None, kv_dtype: torch.dtype | None = None,
                  prepack: bool | None = None, attention_kernel: bool | None = None):
         cfg = model.config
         if getattr(cfg, "attention_bias", False) or getattr(cfg, "sliding_window", None):
@@ -148,6 +157,8 @@ class Engine:
         self.max_len = cfg.max_position_embeddings
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
+        kv_dtype, self.kernel, self.kernel_status = self._attention_backend(kv_dtype, attention_kernel)
+        self.attention_dtype = torch.float32 if self.kernel is not None else kv_dtype  # q, rotary, softmax
         self.cache = PagedKVCache(cfg.num_hidden_layers, self.kv_heads, self.head_dim,
                                   -(-kv_cache_tokens // block_size), block_size, kv_dtype, self.device)
         self.max_batch = max_batch
@@ -158,7 +169,6 @@ class Engine:
         self.running: list[Request] = []
         self.steps = self.preemptions = 0
         self.packed = self._prepack() if (prepack is None and self._can_prepack()) or prepack else {}
-        self.kernel, self.kernel_status = self._load_kernel(attention_kernel)
 
     # ---- public API -------------------------------------------------------------------------------------
     def add(self, prompt: list[int], **sampling) -> Request:
@@ -253,7 +263,8 @@ class Engine:
         new = [r.tokens[r.cached:] for r in rows]
         ids = torch.tensor([t for seq in new for t in seq], device=self.device)  # (N,) packed, no padding
         positions = torch.cat([torch.arange(r.cached, r.cached + len(seq)) for r, seq in zip(rows, new, strict=True)])
-        slots = torch.cat([self.cache.slots(r, r.cached, len(r.tokens), self.device) for r in rows])
+        where = [self.cache.slots(r, r.cached, len(r.tokens), self.device) for r in rows]
+        slots = (torch.cat([blocks for blocks, _ in where]), torch.cat([offsets for _, offsets in where]))
         inner = self.model.model
         x = inner.embed_tokens(ids)  # (N, D): the residual stream, in the model's dtype
         rope = self._rope_tables(positions.to(self.device))
@@ -270,7 +281,7 @@ class Engine:
         HF rotates with x * cos + rotate_half(x) * sin, where rotate_half(x) = [-x2, x1]. The same numbers come
         from x * cos + roll(x, Dh/2) * [-sin1, sin2], which is fewer kernels; q and k are rotated together.
         """
-        like = torch.empty(0, dtype=self.cache.k.dtype, device=self.device)  # the tables' dtype
+        like = torch.empty(0, dtype=self.attention_dtype, device=self.device)  # the tables' dtype
         cos, sin = self.model.model.rotary_emb(like, positions[None])  # (1, N, Dh)
         half = self.head_dim // 2
         signed = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
@@ -336,19 +347,24 @@ class Engine:
         return packed
 
     # ---- decode attention in C (optional) -----------------------------------------------------------------
-    def _load_kernel(self, wanted: bool | None):
-        """paged_attention.c reads the cached blocks in place instead of gathering a copy (see that file)."""
-        if wanted is False:
-            return None, "off (attention_kernel=False)"
-        if self.device.type != "cpu" or self.cache.k.dtype != torch.float32:
-            status = "not used: it is for a float32 cache on CPU"
-            kernel = None
-        else:
+    def _attention_backend(self, kv_dtype: torch.dtype | None, wanted: bool | None):
+        """The cache dtype, and the C kernel that reads it (None: PyTorch attention), with a line saying why."""
+        if kv_dtype is not None:
+            choices = [kv_dtype]
+        else:  # a bf16 cache halves the bytes attention reads, but only the C kernel is fast on it
+            choices = [torch.bfloat16, torch.float32] if self.dtype == torch.bfloat16 else [torch.float32]
+        status = "off (attention_kernel=False)"
+        if wanted is not False and self.device.type != "cpu":
+            status = "not used: it is a CPU kernel"
+        elif wanted is not False:
             from paged_attention import load  # next to this file
-            kernel, status = load(self.heads // self.kv_heads, self.head_dim)
-        if wanted and kernel is None:
+            for dtype in choices:
+                kernel, status = load(self.heads // self.kv_heads, self.head_dim, dtype)
+                if kernel is not None:
+                    return dtype, kernel, status
+        if wanted:
             raise RuntimeError(f"attention_kernel=True, but {status}")
-        return kernel, status
+        return choices[-1], None, status
 
     def _attention_plan(self, rows: list[Request], new: list[list[int]]) -> dict:
         """Index tensors shared by all layers: which packed tokens decode, which prefill, and their cache slots."""
@@ -368,7 +384,7 @@ class Engine:
             table = torch.tensor([rows[i].blocks[:width] + [0] * (width - len(rows[i].blocks[:width]))
                                   for i in decode])  # (Bd, blocks)
             padding = torch.arange(width * self.cache.block_size)[None] >= lengths[:, None]
-            mask = torch.zeros(padding.shape, dtype=self.cache.k.dtype).masked_fill_(padding, float("-inf"))
+            mask = torch.zeros(padding.shape, dtype=self.attention_dtype).masked_fill_(padding, float("-inf"))
             mask = mask[:, None, None]  # (Bd, 1, 1, L): added to the scores, so padding gets no weight
             plan["decode"] = (torch.tensor([offsets[i] for i in decode], device=self.device),
                               table.to(self.device), mask.to(self.device))
@@ -380,13 +396,12 @@ class Engine:
         """Grouped-query attention for N packed tokens (h: (N, D)), reading and writing the paged cache."""
         n, dh, heads = h.shape[0], self.head_dim, self.heads
         qkv = self._fused((attn.q_proj, attn.k_proj, attn.v_proj), h)
-        qkv = qkv.to(self.cache.k.dtype).view(n, -1, dh)  # attention in the cache's dtype (see kv_dtype)
+        qkv = qkv.to(self.attention_dtype).view(n, -1, dh)  # float32 for the C kernel, else the cache's dtype
         qk, v = qkv[:, :heads + self.kv_heads], qkv[:, heads + self.kv_heads:]
         cos, signed_sin = rope
         qk = (qk * cos).add_(qk.roll(dh // 2, dims=-1) * signed_sin)  # rotary embedding of q and k at once
         q, k = qk[:, :heads], qk[:, heads:]
-        self.cache.k[layer].index_copy_(0, slots, k)  # write before reading: a token attends to itself
-        self.cache.v[layer].index_copy_(0, slots, v)
+        self.cache.write(layer, slots, k, v)  # before reading: a token attends to itself
         if self.kernel is not None:  # in C, straight from the blocks: the same code for prompts and decoding
             table, lengths = plan["kernel"]
             queries = q.reshape(n, self.kv_heads, -1, dh).contiguous()  # (N, K, G, Dh), see the decode path
@@ -395,10 +410,10 @@ class Engine:
         out = torch.empty_like(q)
         if plan["decode"] is not None:
             index, table, mask = plan["decode"]
-            keys, values = self.cache.blocks(layer)  # (blocks, block_size, K, Dh)
-            shape = (table.shape[0], -1, self.kv_heads, dh)
-            kd = keys.index_select(0, table.flatten()).view(shape).transpose(1, 2)  # (Bd, K, L, Dh)
-            vd = values.index_select(0, table.flatten()).view(shape).transpose(1, 2)
+            keys, values = self.cache.blocks(layer)  # (blocks, K, block_size, Dh)
+            shape = (*table.shape, self.kv_heads, -1, dh)  # (Bd, W, K, block_size, Dh) -> (Bd, K, L, Dh)
+            kd = keys.index_select(0, table.flatten()).view(shape).transpose(1, 2).flatten(2, 3)
+            vd = values.index_select(0, table.flatten()).view(shape).transpose(1, 2).flatten(2, 3)
             everyone = len(index) == n  # the usual case: every row is decoding, no gather/scatter needed
             qd = q if everyone else q[index]  # (Bd, H, Dh)
             # the G query heads that share a kv head go in as G queries of that head: each gathered key is then

@@ -16,25 +16,26 @@ needs_cc = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), r
 
 
 def reference(q, keys, values, table, lengths):
-    """Gather each query's blocks, keep its first `length` tokens, and run PyTorch's attention."""
+    """Gather each query's blocks, keep its first `length` tokens, and run PyTorch's attention in float32."""
     rows = []
     for query, blocks, length in zip(q, table, lengths.tolist(), strict=True):
-        k, v = (pool[blocks].flatten(0, 1)[:length].transpose(0, 1) for pool in (keys, values))  # (K, L, D)
+        k, v = (paged_attention.gather(pool, blocks)[:, :length].float() for pool in (keys, values))  # (K, L, D)
         rows.append(F.scaled_dot_product_attention(query, k, v))  # query: (K, G, D)
     return torch.stack(rows)
 
 
 @needs_cc
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("group", "head_dim", "block_size"), [(3, 64, 16), (1, 32, 4), (4, 128, 8), (2, 80, 5)])
-def test_kernel_matches_pytorch_attention(group, head_dim, block_size):
-    kernel, status = paged_attention.load(group, head_dim)
+def test_kernel_matches_pytorch_attention(group, head_dim, block_size, cache_dtype):
+    kernel, status = paged_attention.load(group, head_dim, cache_dtype)
     assert kernel is not None, status
     torch.manual_seed(0)
     kv_heads, blocks, width = 2, 40, 7
     lengths = torch.tensor([1, block_size, block_size + 1, 3 * block_size - 1, width * block_size])  # ragged
     table = torch.stack([torch.randperm(blocks)[:width] for _ in lengths])  # scattered blocks
     q = torch.randn(len(lengths), kv_heads, group, head_dim)
-    keys, values = (torch.randn(blocks, block_size, kv_heads, head_dim) for _ in "kv")
+    keys, values = (torch.randn(blocks, kv_heads, block_size, head_dim).to(cache_dtype) for _ in "kv")
     got = kernel(q, keys, values, table, lengths, head_dim ** -0.5)
     torch.testing.assert_close(got, reference(q, keys, values, table, lengths), atol=1e-5, rtol=1e-4)
 
@@ -43,10 +44,12 @@ def test_kernel_matches_pytorch_attention(group, head_dim, block_size):
 def test_kernel_refuses_tensors_it_cannot_read():
     kernel, status = paged_attention.load(3, 64)
     assert kernel is not None, status
-    q, pool = torch.randn(2, 1, 3, 64), torch.randn(4, 16, 1, 64)
+    q, pool = torch.randn(2, 1, 3, 64), torch.randn(4, 1, 16, 64)
     table, lengths = torch.zeros(2, 1, dtype=torch.long), torch.tensor([3, 5])
     with pytest.raises(ValueError, match="float32"):
         kernel(q.bfloat16(), pool, pool, table, lengths, 0.125)
+    with pytest.raises(ValueError, match="torch.float32 keys"):  # this build reads a float32 cache
+        kernel(q, pool.bfloat16(), pool.bfloat16(), table, lengths, 0.125)
     with pytest.raises(ValueError, match="contiguous"):
         kernel(q.transpose(2, 3).contiguous().transpose(2, 3), pool, pool, table, lengths, 0.125)
     with pytest.raises(ValueError, match="shapes"):
