@@ -110,17 +110,19 @@ class PagedKVCache:
         """Keys and values of one layer: (num_blocks, kv_heads, block_size, head_dim) pools."""
         return self.k[layer], self.v[layer]
 
-    def slots(self, request: Request, start: int, end: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Where positions start..end-1 of a request live: their block ids and their offsets in those blocks."""
+    def slots(self, request: Request, start: int, end: int, device) -> torch.Tensor:
+        """Where positions start..end-1 of a request live, as rows of a layer's pool seen as (-1, head_dim):
+        (positions, kv_heads) indices, since each kv head has its own row in a block."""
         pos = torch.arange(start, end)
-        table = torch.tensor(request.blocks, dtype=torch.long)
-        return table[pos // self.block_size].to(device), (pos % self.block_size).to(device)
+        block = torch.tensor(request.blocks, dtype=torch.long)[pos // self.block_size]
+        heads = torch.arange(self.k.shape[2])
+        return ((block[:, None] * len(heads) + heads) * self.block_size + (pos % self.block_size)[:, None]).to(device)
 
-    def write(self, layer: int, slots: tuple[torch.Tensor, torch.Tensor], k: torch.Tensor, v: torch.Tensor):
-        """Store the keys and values (N, kv_heads, head_dim) of N tokens at their slots."""
-        blocks, offsets = slots
-        self.k[layer][blocks, :, offsets] = k.to(self.k.dtype)
-        self.v[layer][blocks, :, offsets] = v.to(self.v.dtype)
+    def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store the keys and values (N, kv_heads, head_dim) of N tokens at their slots (N, kv_heads)."""
+        rows = slots.flatten()
+        self.k[layer].view(-1, self.k.shape[-1]).index_copy_(0, rows, k.reshape(rows.numel(), -1).to(self.k.dtype))
+        self.v[layer].view(-1, self.v.shape[-1]).index_copy_(0, rows, v.reshape(rows.numel(), -1).to(self.v.dtype))
 
 
 def hold_freed_memory() -> bool:
@@ -263,8 +265,7 @@ class Engine:
         new = [r.tokens[r.cached:] for r in rows]
         ids = torch.tensor([t for seq in new for t in seq], device=self.device)  # (N,) packed, no padding
         positions = torch.cat([torch.arange(r.cached, r.cached + len(seq)) for r, seq in zip(rows, new, strict=True)])
-        where = [self.cache.slots(r, r.cached, len(r.tokens), self.device) for r in rows]
-        slots = (torch.cat([blocks for blocks, _ in where]), torch.cat([offsets for _, offsets in where]))
+        slots = torch.cat([self.cache.slots(r, r.cached, len(r.tokens), self.device) for r in rows])
         inner = self.model.model
         x = inner.embed_tokens(ids)  # (N, D): the residual stream, in the model's dtype
         rope = self._rope_tables(positions.to(self.device))

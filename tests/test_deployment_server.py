@@ -201,3 +201,21 @@ def test_the_worker_thread_runs_every_call_and_hands_back_errors():
     with pytest.raises(ValueError, match="invalid literal"):
         worker.call(int, "not a number").result(timeout=10)
     assert worker.load()["running"] == 0  # no engine yet: the health figures still answer
+
+
+@pytest.mark.parametrize("stop", [[], [" Paris"], ["é 日", "🙂"]])
+def test_streamed_text_equals_the_whole_decode(stop):
+    """Token by token, the incremental decoder sends exactly the text of the whole answer, up to a stop string."""
+    from server import TextStream
+
+    from common import load_tokenizer
+    tokenizer = load_tokenizer(MODEL)
+    text = "Naïve café: the capital of France is Paris. 日本語も大丈夫 🙂 and   spaces,\nnew lines\ttabs."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    whole = tokenizer.decode(ids, skip_special_tokens=True)
+    stream = TextStream(tokenizer, stop)
+    pieces = [stream.push(token) for token in ids] + ([] if stream.stopped else [stream.push(None)])
+    assert all("\ufffd" not in piece for piece in pieces)  # never half a character
+    cut = min([whole.find(s) for s in stop if s in whole], default=len(whole))
+    assert "".join(pieces) == whole[:cut]
+    assert stream.stopped == (cut < len(whole))
