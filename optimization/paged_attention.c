@@ -1,4 +1,4 @@
-// Decode attention that reads a paged KV cache where it lies: the CPU counterpart of vLLM's paged attention kernel.
+// Attention that reads a paged KV cache where it lies: the CPU counterpart of vLLM's paged attention kernel.
 //
 // The PyTorch path of engine.py first gathers each request's blocks into one padded tensor (a copy of every cached
 // key and value, every layer, every step), then runs scaled_dot_product_attention on the copy. This kernel follows

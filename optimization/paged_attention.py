@@ -1,15 +1,15 @@
-"""Build, check and call paged_attention.c: decode attention read straight from the paged KV cache.
+"""Build, check and call paged_attention.c: attention read straight from the paged KV cache, for decoding and prompt
+tokens alike.
 
-`load(group, head_dim, cache_dtype)` compiles the C file with the system compiler (`cc`, well under a second) for one
-model shape and cache dtype (float32 or bfloat16; queries and outputs are float32),
-caches the library under $LLM_PATH_CACHE/kernels (default <repo>/.cache/kernels), loads it with ctypes and checks
-it against PyTorch's scaled_dot_product_attention on random data before anyone uses it. Where any step fails (no
-compiler, an unsupported flag, a result that does not match), it returns None and the reason, and the engine keeps
-its pure-PyTorch path: the kernel makes the engine faster, never necessary.
+`load(group, head_dim, cache_dtype)` compiles the C file with the system compiler (`cc`, well under a second) for
+one model shape and cache dtype (float32 or bfloat16; queries and outputs are float32), caches the library under
+$LLM_PATH_CACHE/kernels (default <repo>/.cache/kernels), loads it with ctypes and checks it against PyTorch's
+scaled_dot_product_attention on random data before anyone uses it. Where any step fails (no compiler, an
+unsupported flag, a result that does not match), it returns None and the reason, and the engine keeps its
+pure-PyTorch path: the kernel makes the engine faster, never necessary.
 
 The library links the OpenMP runtime by its usual name (libgomp.so.1); loaded after PyTorch, it shares PyTorch's
-runtime and thread pool instead of starting a second one. ctypes releases the GIL during the call.
-"""
+runtime and thread pool instead of starting a second one. ctypes releases the GIL during the call."""
 
 from __future__ import annotations
 
@@ -32,11 +32,12 @@ FLAG_SETS = (
     (["-O3"], ["-lm"]),
 )
 CACHE_DTYPES = {torch.float32: [], torch.bfloat16: ["-DCACHE_BF16"]}
-_loaded: dict[tuple, tuple[DecodeKernel | None, str]] = {}
+_loaded: dict[tuple, tuple[AttentionKernel | None, str]] = {}
 
 
-class DecodeKernel:
-    """The compiled kernel for one (group, head_dim, cache dtype): q (B, K, G, D) float32 -> output, same shape."""
+class AttentionKernel:
+    """The compiled kernel for one (group, head_dim, cache dtype): queries (B, K, G, D) float32 -> attention output,
+    same shape; each query attends to the first `length` tokens of its block table."""
 
     def __init__(self, library: ctypes.CDLL, group: int, head_dim: int, cache_dtype: torch.dtype):
         self.group, self.head_dim, self.cache_dtype = group, head_dim, cache_dtype
@@ -69,7 +70,7 @@ class DecodeKernel:
         return out
 
 
-def load(group: int, head_dim: int, cache_dtype: torch.dtype = torch.float32) -> tuple[DecodeKernel | None, str]:
+def load(group: int, head_dim: int, cache_dtype: torch.dtype = torch.float32) -> tuple[AttentionKernel | None, str]:
     """The kernel for this shape, compiled and checked on first use; (None, why) where it cannot be used."""
     if cache_dtype not in CACHE_DTYPES:
         return None, f"no C kernel for a {cache_dtype} cache (float32 or bfloat16)"
@@ -78,7 +79,7 @@ def load(group: int, head_dim: int, cache_dtype: torch.dtype = torch.float32) ->
     return _loaded[group, head_dim, cache_dtype]
 
 
-def _build_and_check(group: int, head_dim: int, cache_dtype: torch.dtype) -> tuple[DecodeKernel | None, str]:
+def _build_and_check(group: int, head_dim: int, cache_dtype: torch.dtype) -> tuple[AttentionKernel | None, str]:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None, "no C compiler found (install gcc, or set CC)"
@@ -87,7 +88,7 @@ def _build_and_check(group: int, head_dim: int, cache_dtype: torch.dtype) -> tup
         try:
             library = _compile(compiler, flags, libraries, [f"-DGROUP={group}", f"-DHEAD_DIM={head_dim}",
                                                              *CACHE_DTYPES[cache_dtype]])
-            kernel = DecodeKernel(ctypes.CDLL(str(library)), group, head_dim, cache_dtype)
+            kernel = AttentionKernel(ctypes.CDLL(str(library)), group, head_dim, cache_dtype)
         except (OSError, subprocess.SubprocessError) as error:  # flag unsupported, libmvec missing, ...
             errors.append(str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__)
             continue
@@ -123,7 +124,7 @@ def _cpu() -> str:
         return os.uname().machine if hasattr(os, "uname") else ""
 
 
-def _check(kernel: DecodeKernel) -> str | None:
+def _check(kernel: AttentionKernel) -> str | None:
     """Compare with gather + scaled_dot_product_attention on random paged data; None when they agree."""
     generator = torch.Generator().manual_seed(0)
     kv_heads, block_size, blocks, width = 2, 4, 12, 4
