@@ -347,7 +347,7 @@ class Engine:
                 return {}  # this build's packed kernel rounds differently: keep the plain path
         return packed
 
-    # ---- decode attention in C (optional) -----------------------------------------------------------------
+    # ---- attention in C (optional) ------------------------------------------------------------------------
     def _attention_backend(self, kv_dtype: torch.dtype | None, wanted: bool | None):
         """The cache dtype, and the C kernel that reads it (None: PyTorch attention), with a line saying why."""
         if kv_dtype is not None:
