@@ -241,9 +241,9 @@ def _put_all(batch: list[tuple[asyncio.Queue, object]]) -> None:
 class TextStream:
     """Token ids in, text out: only complete characters, and never text that could be the start of a stop string.
 
-    Decoding is incremental (as in vLLM and TGI): each token decodes only a short window of ids, starting a few
-    tokens back so that spacing and multi-byte characters come out as in the whole text, instead of decoding
-    the whole answer again at every token."""
+    Decoding is incremental (as in vLLM and TGI): each token decodes only a short window of ids that starts at the
+    last piece already added to the text, so that spacing and multi-byte characters come out as in the whole
+    text, instead of decoding the whole answer again at every token."""
 
     def __init__(self, tokenizer, stop: list[str]):
         self.tokenizer, self.stop, self.stopped = tokenizer, [s for s in stop if s], False
