@@ -12,6 +12,8 @@ Backends:
   hf-batch    transformers `generate` on static padded batches of --batch-size requests (left padding; a
               batch runs until its longest request is done, so only each request's own tokens are counted)
   engine      optimization/engine.py: continuous batching over a paged KV cache, --batch-size slots
+  ceiling     the engine's schedule timed as if each step cost ONLY its weight matmuls (the same oneDNN calls):
+              the tokens/s that no server built on these matmul kernels can beat on this workload
   llamacpp    llama-cpp-python on a GGUF file (--gguf), one request after the other
   openai      any OpenAI-compatible server (--base-url): deployment/server.py, llama.cpp's server, vLLM;
               --concurrency async streaming clients, text prompts, `ignore_eos` asked for where supported
@@ -19,6 +21,7 @@ Backends:
 Examples:
   python optimization/bench_generate.py --backend engine                       # 16 mixed requests, bf16
   python optimization/bench_generate.py --backend hf-batch --batch-size 16 --json hf.json
+  python optimization/bench_generate.py --backend ceiling --new-tokens 16:80   # the matmul-only bound
   python optimization/bench_generate.py --backend hf --requests 4 --new-tokens 64:64 --dtype float32
   python optimization/bench_generate.py --backend llamacpp --gguf build/smollm2.Q4_K_M.gguf
   python optimization/bench_generate.py --backend openai --base-url http://127.0.0.1:8000/v1 --concurrency 16
@@ -47,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "optimization")]
 from common import SMOLLM2, ModelNotAvailable, load_dataset, load_model, load_tokenizer  # noqa: E402
 
-BACKENDS = ("hf", "hf-batch", "engine", "llamacpp", "openai")
+BACKENDS = ("hf", "hf-batch", "engine", "ceiling", "llamacpp", "openai")
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
 
@@ -169,6 +172,48 @@ def run_engine(model, items: list[Item], batch_size: int, block_size: int = 16) 
     return seconds, [Timing(r.first_token_at - start, r.finished_at - start, len(r.output)) for r in requests]
 
 
+def run_ceiling(model, items: list[Item], batch_size: int, block_size: int = 16) -> tuple[float, list[Timing]]:
+    """The engine's schedule (which requests run in which step, how many tokens each feeds), then each step
+    replayed as its weight matmuls alone, on the engine's own prepacked weights: attention, norms, sampling,
+    Python and HTTP all cost extra, so a real server on these kernels is slower than this on the workload."""
+    from engine import Engine
+
+    kv_tokens = sum(len(i.prompt) + i.new_tokens for i in items) + block_size * len(items)
+    engine = Engine(model, max_batch=batch_size, block_size=block_size, kv_cache_tokens=kv_tokens, eos_token_ids=())
+    requests = [engine.add(i.prompt, max_new_tokens=i.new_tokens) for i in items]
+    schedule = []  # per step: (tokens fed, the requests that got a token)
+    while engine.has_work():
+        cached = {id(r): r.cached for r in requests}
+        got = [r for r, _ in engine.step()]
+        schedule.append((sum(len(r.tokens) - 1 - cached[id(r)] for r in got), got))
+    widths = {m.in_features for m in engine.model.modules() if isinstance(m, torch.nn.Linear)}
+    most = max(tokens for tokens, _ in schedule)
+    inputs = {w: torch.randn(most, w, dtype=engine.dtype, device=engine.device) for w in widths}  # made untimed
+    first, done, clock = {}, {}, 0.0
+    for tokens, got in schedule:
+        start = time.perf_counter()
+        _weight_matmuls(engine, {w: x[:tokens] for w, x in inputs.items()}, len(got))
+        clock += time.perf_counter() - start
+        for r in got:
+            first.setdefault(id(r), clock)
+            done[id(r)] = clock
+    return clock, [Timing(first[id(r)], done[id(r)], len(r.output)) for r in requests]
+
+
+@torch.inference_mode()
+def _weight_matmuls(engine, inputs: dict[int, torch.Tensor], rows: int) -> None:
+    """Every linear layer of one engine step (inputs: a packed-token tensor per input width), and the LM head
+    on `rows` tokens, one per request, as the engine runs it."""
+    for layer in engine.model.model.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        engine._fused((attn.q_proj, attn.k_proj, attn.v_proj), inputs[attn.q_proj.in_features])
+        engine._linear(attn.o_proj, inputs[attn.o_proj.in_features])
+        engine._fused((mlp.gate_proj, mlp.up_proj), inputs[mlp.gate_proj.in_features])
+        engine._linear(mlp.down_proj, inputs[mlp.down_proj.in_features])
+    head = engine.model.lm_head
+    engine._linear(head, inputs[head.in_features][:rows])
+
+
 def run_llamacpp(gguf: str, items: list[Item], threads: int) -> tuple[float, list[Timing]]:
     try:
         from llama_cpp import Llama
@@ -233,14 +278,16 @@ def run(backend: str, model=None, tokenizer=None, items: list[Item] | None = Non
     """Run one backend on the workload; options: gguf, threads, base_url, model_name, concurrency, api_key."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend in ("hf", "hf-batch", "engine") and warmup:  # first calls pay for allocations and kernel choice
-        (run_engine if backend == "engine" else run_hf)(model, [Item(items[0].prompt[:8], 2)], 1)
+    if backend in ("hf", "hf-batch", "engine", "ceiling") and warmup:  # first calls pay for allocations, kernels
+        (run_engine if backend in ("engine", "ceiling") else run_hf)(model, [Item(items[0].prompt[:8], 2)], 1)
     if backend == "hf":
         seconds, timings = run_hf(model, items, 1)
     elif backend == "hf-batch":
         seconds, timings = run_hf(model, items, batch_size)
     elif backend == "engine":
         seconds, timings = run_engine(model, items, batch_size)
+    elif backend == "ceiling":
+        seconds, timings = run_ceiling(model, items, batch_size)
     elif backend == "llamacpp":
         seconds, timings = run_llamacpp(options["gguf"], items, options.get("threads", torch.get_num_threads()))
     else:
@@ -250,7 +297,7 @@ def run(backend: str, model=None, tokenizer=None, items: list[Item] | None = Non
                                                    items, options.get("concurrency", 16),
                                                    options.get("api_key", "none"), count))
     settings = {k: options[k] for k in ("dtype", "concurrency") if k in options}
-    if backend in ("hf-batch", "engine"):
+    if backend in ("hf-batch", "engine", "ceiling"):
         settings["batch_size"] = batch_size
     return Result(backend, seconds, timings, settings)
 
@@ -288,7 +335,7 @@ def main(argv=None) -> int:
     try:
         tokenizer = load_tokenizer(args.model)
         model = None
-        if args.backend in ("hf", "hf-batch", "engine"):
+        if args.backend in ("hf", "hf-batch", "engine", "ceiling"):
             model = load_model(args.model, dtype=DTYPES[args.dtype])
     except ModelNotAvailable as err:
         print(f"error: {err}", file=sys.stderr)

@@ -36,7 +36,7 @@ def test_workload_is_deterministic_and_in_range(tiny):
     assert len({len(i.prompt) for i in a}) > 1  # mixed lengths, not one size
 
 
-@pytest.mark.parametrize("backend", ["hf", "hf-batch", "engine"])
+@pytest.mark.parametrize("backend", ["hf", "hf-batch", "engine", "ceiling"])
 def test_backends_produce_exactly_the_requested_tokens(tiny, backend):
     model, tok = tiny
     items = bg.workload(tok, 5, (8, 30), (2, 12), seed=0)
@@ -48,6 +48,16 @@ def test_backends_produce_exactly_the_requested_tokens(tiny, backend):
     assert summary["tokens_per_s"] == pytest.approx(summary["new_tokens"] / result.seconds, rel=0.01)
     if backend == "hf":  # one after the other: each request finishes after the one before it
         assert [t.latency for t in result.timings] == sorted(t.latency for t in result.timings)
+
+
+def test_ceiling_replays_the_engine_schedule_at_matmul_cost_only(tiny):
+    model, tok = tiny
+    items = bg.workload(tok, 6, (8, 30), (4, 12), seed=3)
+    engine, ceiling = (bg.run(b, model, tok, items, batch_size=4) for b in ("engine", "ceiling"))
+    for result in (engine, ceiling):  # the same schedule: requests 5 and 6 wait until 4 slots free up
+        ttft = [t.ttft for t in result.timings]
+        assert min(ttft[4:]) > max(ttft[:4])
+    assert ceiling.seconds < engine.seconds  # the matmuls are part of what an engine step does
 
 
 def test_cli_writes_json_and_refuses_bad_arguments(tmp_path):
