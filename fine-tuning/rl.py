@@ -113,7 +113,7 @@ class RewardModel:
         settings = folder / "settings.json"
         self.chat = settings.exists() and json.loads(settings.read_text()).get("method") == "reward"
         if self.chat:
-            from align import load_reward_model
+            from reward import load_reward_model
             self.model, self.tokenizer = load_reward_model(folder)
         else:
             self.model = transformers.AutoModelForSequenceClassification.from_pretrained(folder)

@@ -8,6 +8,7 @@ from functools import partial
 
 import pytest
 
+from common import write_jsonl
 from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "fine-tuning"))
@@ -26,7 +27,7 @@ _run = partial(run_script, SCRIPT, timeout=240)
 @pytest.fixture
 def chats(tmp_path):
     path = tmp_path / "chats.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in CHATS))
+    write_jsonl(path, CHATS)
     return path
 
 
@@ -49,7 +50,7 @@ def test_a_malformed_row_is_named_in_one_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     rows = [{"prompt": "Hi", "completion": "Hello."}, {"prompt": "Hi", "completion": "Hello."},
             {"prompt": "Hi", "answer": "Hello."}]
-    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(bad, rows)
     out = _run("--data", bad, "--model", "tiny-llama", "--output", tmp_path / "out")
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr

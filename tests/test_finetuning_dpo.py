@@ -9,10 +9,12 @@ from functools import partial
 import pytest
 import torch
 
+from common import write_jsonl
 from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "fine-tuning"))
 import align  # noqa: E402
+import dpo  # noqa: E402
 
 SCRIPT = ROOT / "fine-tuning" / "align.py"
 PAIRS = [{"prompt": f"What is {n} plus {n}?", "chosen": f"{n} plus {n} is {2 * n}.",
@@ -25,27 +27,27 @@ _run = partial(run_script, SCRIPT, timeout=240)
 @pytest.fixture
 def pairs(tmp_path):
     path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in PAIRS))
+    write_jsonl(path, PAIRS)
     return path
 
 
 def test_own_dpo_loss_equals_trl_loss(tmp_path):
     torch.manual_seed(0)
     tokenizer, model = align.load_tokenizer("tiny-llama"), align.load_model("tiny-llama")
-    rows = [align.as_chat_pair(r) for r in PAIRS]
-    trainer = align.make_dpo_trainer(model, tokenizer, rows[:6], rows[6:], tmp_path, steps=3, batch_size=2,
+    rows = [dpo.as_chat_pair(r) for r in PAIRS]
+    trainer = dpo.make_dpo_trainer(model, tokenizer, rows[:6], rows[6:], tmp_path, steps=3, batch_size=2,
                                      lr=3e-3, beta=0.5, logging_steps=1)
-    batch = align.dpo_batch(trainer, [0, 1, 2])
+    batch = dpo.dpo_batch(trainer, [0, 1, 2])
     assert batch["input_ids"].shape[0] == 6  # three chosen sequences, then three rejected ones
     trainer.model.eval()
-    assert abs(align.own_dpo_loss(trainer, batch).item() - 0.6931472) < 1e-5  # policy == reference: log 2
+    assert abs(dpo.own_dpo_loss(trainer, batch).item() - 0.6931472) < 1e-5  # policy == reference: log 2
     trainer.train()  # the adapter moves away from zero, so policy and reference differ
     trainer.model.eval()
-    own, trl = align.own_dpo_loss(trainer, batch).item(), align.trl_dpo_loss(trainer, batch).item()
+    own, trl = dpo.own_dpo_loss(trainer, batch).item(), dpo.trl_dpo_loss(trainer, batch).item()
     assert abs(own - 0.6931472) > 1e-3, own
     assert abs(own - trl) < 1e-5, (own, trl)
     # the implied rewards in TRL's log are beta * log-ratio: a wrong beta would not reproduce its margin
-    stats = align.reward_stats(align.held_out_logps(trainer), beta=0.5)
+    stats = dpo.reward_stats(dpo.held_out_logps(trainer), beta=0.5)
     assert set(stats) >= {"reward_accuracy", "reward_margin", "ref_prefers_chosen", "policy_prefers_chosen"}
 
 
@@ -81,7 +83,7 @@ def test_dpo_runs_saves_reloads_and_resumes(tmp_path, pairs):
 def test_a_malformed_pair_row_is_named_in_one_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     rows = [PAIRS[0], PAIRS[1], {"prompt": "Hi", "chosen": "Hello.", "reject": "Go away."}]
-    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(bad, rows)
     out = _run("--method", "dpo", "--data", bad, "--model", "tiny-llama", "--output", tmp_path / "out")
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr

@@ -8,10 +8,12 @@ from functools import partial
 
 import pytest
 
+from common import write_jsonl
 from tests.conftest import ROOT, run_script
 
 sys.path.insert(0, str(ROOT / "fine-tuning"))
 import align  # noqa: E402
+import reward  # noqa: E402
 
 SCRIPT = ROOT / "fine-tuning" / "align.py"
 # right sums are short, wrong ones padded with chatter: a pattern a tiny random model can learn in a few steps
@@ -26,13 +28,13 @@ _run = partial(run_script, SCRIPT, timeout=240)
 @pytest.fixture
 def pairs(tmp_path):
     path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in PAIRS))
+    write_jsonl(path, PAIRS)
     return path
 
 
 def test_off_topic_pairs_stay_within_their_split():
     train_rows, held_rows = align.python_docs_instructions(held_out_topics=12, seed=0)
-    train, held = align.load_reward_data("python_docs", seed=0, held_out_topics=12)
+    train, held = reward.load_reward_data("python_docs", seed=0, held_out_topics=12)
     train_answers = {r["completion"][0]["content"] for r in train_rows}
     held_answers = {r["completion"][0]["content"] for r in held_rows} - train_answers  # pages repeat sections
     assert len(train) == len(train_rows) and len(held) == len(held_answers) > 15
@@ -43,19 +45,19 @@ def test_off_topic_pairs_stay_within_their_split():
         assert any(r["prompt"] == pair["prompt"] and r["completion"] == pair["chosen"] for r in train_rows)
         assert pair["chosen"] != pair["rejected"]
         assert pair["topic"] not in {r["topic"] for r in train_rows if r["completion"] == pair["rejected"]}
-    both, _ = align.load_reward_data("preferences+python_docs")
+    both, _ = reward.load_reward_data("preferences+python_docs")
     assert len(both) == len(train) + 41 and {p["source"] for p in both} == {"preferences", "python_docs"}
 
 
 def test_pairwise_accuracy_and_wilson_interval():
-    acc, low, high = align.pairwise_accuracy([1.0] * 8 + [0.0] * 2, [0.5] * 10)
+    acc, low, high = reward.pairwise_accuracy([1.0] * 8 + [0.0] * 2, [0.5] * 10)
     assert acc == 0.8 and low == pytest.approx(0.4902, abs=1e-3) and high == pytest.approx(0.9433, abs=1e-3)
 
 
 def test_malformed_pair_row_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.jsonl"
     rows = PAIRS[:2] + [{"prompt": "Hi", "chosen": "Hello."}]
-    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(bad, rows)
     out = _run("--method", "reward", "--data", bad, "--model", "tiny-llama", "--output", tmp_path / "out")
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
@@ -82,10 +84,10 @@ def test_reward_model_trains_saves_scores_and_resumes(tmp_path, pairs):
     accuracy = [r["accuracy"] for r in log if "accuracy" in r]
     assert accuracy[-1] > accuracy[0] or accuracy[-1] == 1.0  # it learned to rank the training pairs
 
-    model, tokenizer = align.load_reward_model(out)  # the saved adapter and head score pairs as at the end of training
+    model, tokenizer = reward.load_reward_model(out)  # the saved adapter and head score pairs as at the end of training
     assert type(model).__name__ == "PeftModelForSequenceClassification"
-    _, held = align.load_reward_data(str(pairs))
-    chosen, rejected = align.score_pairs(model, tokenizer, held)
+    _, held = reward.load_reward_data(str(pairs))
+    chosen, rejected = reward.score_pairs(model, tokenizer, held)
     saved = [json.loads(line) for line in (out / "held_out_scores.jsonl").read_text().splitlines()]
     assert chosen[0] == pytest.approx(saved[0]["chosen_reward"], abs=1e-3)
     assert rejected[0] == pytest.approx(saved[0]["rejected_reward"], abs=1e-3)
