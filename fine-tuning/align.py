@@ -356,16 +356,19 @@ def generate_answers(model, tokenizer, prompts: list, max_new_tokens: int = 64) 
     return answers
 
 
-def load_aligned(folder: str | Path):
-    """(model, tokenizer) from an align.py output folder (a LoRA adapter is loaded on its base model)."""
+def load_aligned(folder: str | Path, full_class=None, load_base=None):
+    """(model, tokenizer) from an align.py output folder. A fully fine-tuned model is read with `full_class`
+    (default AutoModelForCausalLM); a LoRA adapter is loaded on its base model, read with `load_base(name,
+    tokenizer)` (default load_model)."""
     folder = Path(folder)
     settings = json.loads((folder / "settings.json").read_text())
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     if settings["peft"] == "none":
-        return transformers.AutoModelForCausalLM.from_pretrained(folder), tokenizer
+        return (full_class or transformers.AutoModelForCausalLM).from_pretrained(folder), tokenizer
     import peft
     base = folder / "base"
-    model = load_model(str(base) if base.exists() else settings["model"])
+    name = str(base) if base.exists() else settings["model"]
+    model = load_base(name, tokenizer) if load_base else load_model(name)
     return peft.PeftModel.from_pretrained(model, folder), tokenizer
 
 

@@ -28,6 +28,7 @@ from align import (
     bf16_supported,
     count_parameters,
     finish_run,
+    load_aligned,
     python_docs_instructions,
     read_rows,
     start_run,
@@ -174,15 +175,7 @@ def pairwise_accuracy(chosen: list[float], rejected: list[float], z: float = 1.9
 
 def load_reward_model(folder: str | Path):
     """(reward model, tokenizer) from an `align.py --method reward` output folder."""
-    folder = Path(folder)
-    settings = json.loads((folder / "settings.json").read_text())
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    if settings["peft"] == "none":
-        return transformers.AutoModelForSequenceClassification.from_pretrained(folder), tokenizer
-    import peft
-    base = folder / "base"
-    model = load_reward_base(str(base) if base.exists() else settings["model"], tokenizer)
-    return peft.PeftModel.from_pretrained(model, folder), tokenizer
+    return load_aligned(folder, transformers.AutoModelForSequenceClassification, load_reward_base)
 
 
 def run_reward(args: argparse.Namespace) -> dict:

@@ -157,12 +157,16 @@ def run_hf(model, items: list[Item], batch_size: int) -> tuple[float, list[Timin
     return time.perf_counter() - start, timings
 
 
-def run_engine(model, items: list[Item], batch_size: int, block_size: int = 16) -> tuple[float, list[Timing]]:
+def _engine(model, items: list[Item], batch_size: int, block_size: int):
+    """An engine with a KV cache that holds the whole workload, and no EOS: every request makes exactly its tokens."""
     from engine import Engine
 
     kv_tokens = sum(len(i.prompt) + i.new_tokens for i in items) + block_size * len(items)
-    engine = Engine(model, max_batch=batch_size, block_size=block_size, kv_cache_tokens=kv_tokens,
-                    eos_token_ids=())  # no EOS: every request produces exactly its tokens
+    return Engine(model, max_batch=batch_size, block_size=block_size, kv_cache_tokens=kv_tokens, eos_token_ids=())
+
+
+def run_engine(model, items: list[Item], batch_size: int, block_size: int = 16) -> tuple[float, list[Timing]]:
+    engine = _engine(model, items, batch_size, block_size)
     start = time.perf_counter()
     requests = [engine.add(i.prompt, max_new_tokens=i.new_tokens) for i in items]
     for r in requests:
@@ -176,10 +180,7 @@ def run_ceiling(model, items: list[Item], batch_size: int, block_size: int = 16)
     """The engine's schedule (which requests run in which step, how many tokens each feeds), then each step
     replayed as its weight matmuls alone, on the engine's own prepacked weights: attention, norms, sampling,
     Python and HTTP all cost extra, so a real server on these kernels is slower than this on the workload."""
-    from engine import Engine
-
-    kv_tokens = sum(len(i.prompt) + i.new_tokens for i in items) + block_size * len(items)
-    engine = Engine(model, max_batch=batch_size, block_size=block_size, kv_cache_tokens=kv_tokens, eos_token_ids=())
+    engine = _engine(model, items, batch_size, block_size)
     requests = [engine.add(i.prompt, max_new_tokens=i.new_tokens) for i in items]
     schedule = []  # per step: (tokens fed, the requests that got a token)
     while engine.has_work():
